@@ -1,0 +1,1 @@
+"""Shared command-line plumbing: one flag vocabulary, one error convention (exit 2, one line)."""

@@ -1,0 +1,103 @@
+"""Argument groups every tool shares and the wrapper that turns user errors into exit code 2.
+
+Flags mean the same thing in every tool (DESIGN.md section 2), so each tool builds its parser
+from these groups instead of declaring its own spelling.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from ..errors import YoloV3TrtError
+
+EXIT_USER_ERROR = 2
+
+
+class UsageError(YoloV3TrtError):
+    """A flag combination that makes no sense."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``416`` or ``608x416`` (width x height) -> (width, height), each a positive multiple of 32."""
+    parts = text.lower().split("x")
+    try:
+        if len(parts) == 1:
+            width = height = int(parts[0])
+        elif len(parts) == 2:
+            width, height = int(parts[0]), int(parts[1])
+        else:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
+    if width <= 0 or height <= 0 or width % 32 or height % 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32")
+    return width, height
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, weights: bool = True, names: bool = True) -> None:
+    """--cfg, --weights, --checkpoint, --classes, --names, --size (weights and names optional)."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--cfg", default=None, metavar="PATH|NAME",
+                   help="Darknet cfg file or built-in name: yolov3, yolov3-tiny, yolov3-spp (default: yolov3)")
+    if weights:
+        g.add_argument("--weights", default=None, metavar="PATH", help="Darknet .weights for --cfg")
+        g.add_argument("--checkpoint", default=None, metavar="PATH",
+                       help="yolov3_trt PyTorch checkpoint (carries its own cfg and class names)")
+    g.add_argument("--classes", type=_positive_int, default=None, metavar="N",
+                   help="class count for the heads (filters follow); default: the cfg's")
+    if names:
+        g.add_argument("--names", default=None, metavar="PATH", help="class names file, one per line")
+    g.add_argument("--size", type=parse_size, default=None, metavar="N|WxH",
+                   help="network input size, multiples of 32 (default: the cfg's width x height)")
+
+
+def add_postprocess_args(parser: argparse.ArgumentParser, conf: float, iou: float, max_det: int) -> None:
+    """--conf, --iou, --max-det."""
+    g = parser.add_argument_group("post-processing")
+    g.add_argument("--conf", type=_probability, default=conf,
+                   help="score threshold on objectness x class probability")
+    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold")
+    g.add_argument("--max-det", type=_positive_int, default=max_det, help="detections kept per image")
+
+
+def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run a tool's ``main``: user errors print one line to stderr and return 2; Ctrl-C returns 130."""
+    verbose = "-v" in (sys.argv[1:] if argv is None else argv) or "--verbose" in (sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(argv)
+    except YoloV3TrtError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,301 @@
+"""Images to network input, exactly as Darknet prepares them.
+
+Darknet's ``detect`` loads an image as RGB float in [0, 1] (byte / 255), letterboxes it
+(``letterbox_image``: keep the aspect ratio, resize with its own ``resize_image``, centre on a
+canvas of 0.5 grey) and feeds it planar (CHW). This module reproduces those steps with numpy and
+OpenCV only, so the runtime needs no torch.
+
+Darknet's ``resize_image`` is a separable bilinear resize with *align-corners* sampling: output
+column ``c`` samples input ``x = c * (im_w - 1) / (new_w - 1)`` (the last output column is the
+last input column), columns first, then rows, in float32. OpenCV's ``resize`` samples pixel
+centres instead and ``remap`` quantises positions to 1/32 pixel, so neither matches; the resize
+here is written out in numpy with the same float32 arithmetic.
+
+Sizes are always ``(width, height)``; arrays are ``(H, W, C)`` unless stated otherwise.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import cv2
+import numpy as np
+
+from yolov3_trt.errors import ImageReadError, YoloV3TrtError
+
+logger = logging.getLogger(__name__)
+
+GREY = 0.5  # Darknet's letterbox fill value
+_BYTE_TO_UNIT = (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)  # Darknet's byte/255.
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """Where an image went in the network input: ``net_pixel = image_pixel * scale + pad``.
+
+    Coordinates are continuous pixel coordinates (the left edge of column 0 is x = 0).
+
+    Attributes:
+        src_width, src_height: size of the original image in pixels.
+        scale_x, scale_y: network pixels per image pixel (``new_w / src_w`` for a letterbox).
+        pad_x, pad_y: offset of the resized image in the network input, in network pixels.
+    """
+
+    src_width: int
+    src_height: int
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def to_image(self, boxes_xyxy_net: np.ndarray) -> np.ndarray:
+        """Map ``(N, 4)`` xyxy boxes from network-input pixels to image pixels.
+
+        The result is float32 ``(N, 4)`` xyxy, clipped to ``[0, src_width] x [0, src_height]``.
+        """
+        boxes = _as_boxes(boxes_xyxy_net)
+        out = np.empty_like(boxes)
+        out[:, 0::2] = (boxes[:, 0::2] - self.pad_x) / self.scale_x
+        out[:, 1::2] = (boxes[:, 1::2] - self.pad_y) / self.scale_y
+        np.clip(out[:, 0::2], 0.0, self.src_width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0.0, self.src_height, out=out[:, 1::2])
+        return out.astype(np.float32)
+
+    def to_net(self, boxes_xyxy_image: np.ndarray) -> np.ndarray:
+        """Map ``(N, 4)`` xyxy boxes from image pixels to network-input pixels (float32, unclipped)."""
+        boxes = _as_boxes(boxes_xyxy_image)
+        out = np.empty_like(boxes)
+        out[:, 0::2] = boxes[:, 0::2] * self.scale_x + self.pad_x
+        out[:, 1::2] = boxes[:, 1::2] * self.scale_y + self.pad_y
+        return out.astype(np.float32)
+
+
+def _as_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` float64 copy of ``boxes``; ValueError on any other shape."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {arr.shape}")
+    return arr
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` BGR uint8 (OpenCV's convention).
+
+    Grayscale images are replicated to three channels, an alpha channel is dropped and 16-bit
+    images are reduced to 8 bits, as Darknet's loader (stb_image with 3 channels) does. Unlike
+    Darknet, the EXIF orientation of a photo is applied, so boxes match what viewers show.
+
+    Raises:
+        ImageReadError: the file is missing, unreadable, or not a decodable image.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "no such file")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, not an image file")
+    try:
+        # fromfile + imdecode rather than imread: imread cannot open non-ASCII paths on Windows.
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ImageReadError(path, f"cannot read file ({err.strerror or err})") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ImageReadError(path, "not a decodable image (empty, truncated or unsupported format)")
+    return image
+
+
+def to_rgb(image: np.ndarray, channel_order: Literal["bgr", "rgb"] = "bgr") -> np.ndarray:
+    """Return ``image`` as a contiguous ``(H, W, 3)`` uint8 RGB array.
+
+    Accepts ``(H, W)`` and ``(H, W, 1)`` grayscale, ``(H, W, 3)`` colour and ``(H, W, 4)`` colour
+    with alpha (dropped), in ``channel_order`` (``"bgr"`` is OpenCV's). uint16 images are reduced
+    to 8 bits by keeping the high byte, as stb_image (Darknet's loader) does.
+
+    Raises:
+        YoloV3TrtError: not an array, wrong number of dimensions or channels, empty, or a dtype
+            other than uint8/uint16.
+    """
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if image is None:
+        raise YoloV3TrtError("image is None (an image that failed to load, e.g. cv2.imread returned None?)")
+    if not isinstance(image, np.ndarray):
+        raise YoloV3TrtError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise YoloV3TrtError(f"image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise YoloV3TrtError(f"image is empty: shape {image.shape}")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise YoloV3TrtError(f"image must be uint8 (or uint16), got {image.dtype}; "
+                             "convert floats in [0, 1] with (image * 255).round().astype(np.uint8)")
+    channels = image.shape[2]
+    if channels == 1:
+        rgb = np.repeat(image, 3, axis=2)
+    elif channel_order == "bgr":
+        rgb = image[:, :, 2::-1]  # B,G,R(,A) -> R,G,B
+    else:
+        rgb = image[:, :, :3]
+    return np.ascontiguousarray(rgb)
+
+
+def _axis_samples(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Darknet ``resize_image`` sample positions along one axis.
+
+    Returns ``(i0, i1, frac)``, each ``(dst,)``: output ``j`` is
+    ``(1 - frac[j]) * in[i0[j]] + frac[j] * in[i1[j]]``, with Darknet's float32 arithmetic
+    (``scale = (float)(src - 1) / (dst - 1)``, ``s = j * scale``, ``i0 = (int)s``, ``frac = s - i0``).
+    The last output sample is the last input sample, and a 1-wide input or output uses it too.
+
+    Darknet special-cases the last *column* explicitly; for the last *row* it relies on
+    ``(h - 1) * h_scale`` rounding to exactly ``im_h - 1``, which in float32 fails for about 5%
+    of size pairs (e.g. 2 -> 42), leaving a near-black bottom row. We apply the column rule to
+    both axes rather than reproduce that accident.
+    """
+    if src == 1 or dst == 1:
+        last = np.full(dst, src - 1, dtype=np.intp)
+        return last, last, np.zeros(dst, dtype=np.float32)
+    scale = np.float32(src - 1) / np.float32(dst - 1)
+    pos = np.arange(dst, dtype=np.float32) * scale
+    i0 = pos.astype(np.intp)  # truncation, as C's (int); pos >= 0
+    frac = pos - i0.astype(np.float32)
+    i0[-1], frac[-1] = src - 1, np.float32(0.0)
+    i1 = np.minimum(i0 + 1, src - 1)
+    return i0, i1, frac
+
+
+def _darknet_resize(rgb_uint8: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Darknet's ``resize_image`` of ``byte / 255.``: ``(H, W, C)`` uint8 -> ``(height, width, C)`` float32.
+
+    Bit-identical to Darknet's float32 loops: columns first, then rows, each output
+    ``(1 - f) * a + f * b`` with every product and the sum rounded to float32. Only the input
+    rows and columns that are sampled are converted, which makes downscaling cheap.
+    """
+    src_h, src_w = rgb_uint8.shape[:2]
+    y0, y1, fy = _axis_samples(src_h, height)
+    rows, row_of = np.unique(np.concatenate([y0, y1]), return_inverse=True)
+    y0, y1 = row_of[:height], row_of[height:]
+    x0, x1, fx = _axis_samples(src_w, width)
+    source = rgb_uint8[rows]
+    fx = fx[None, :, None]
+    part = _BYTE_TO_UNIT[source[:, x0]]
+    part *= np.float32(1.0) - fx
+    right = _BYTE_TO_UNIT[source[:, x1]]
+    right *= fx
+    part += right
+    fy = fy[:, None, None]
+    out = part[y0]
+    out *= np.float32(1.0) - fy
+    below = part[y1]
+    below *= fy
+    out += below
+    return out
+
+
+def _check_size(size: Sequence[int]) -> tuple[int, int]:
+    """``size`` as ``(width, height)`` of positive ints; ValueError otherwise."""
+    try:
+        width, height = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height), got {size!r}") from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return width, height
+
+
+def _check_rgb_uint8(rgb_uint8: np.ndarray) -> None:
+    """YoloV3TrtError unless ``rgb_uint8`` is a non-empty ``(H, W, 3)`` uint8 array."""
+    if not isinstance(rgb_uint8, np.ndarray) or rgb_uint8.dtype != np.uint8 or rgb_uint8.ndim != 3 \
+            or rgb_uint8.shape[2] != 3 or rgb_uint8.size == 0:
+        got = f"{rgb_uint8.dtype} {rgb_uint8.shape}" if isinstance(rgb_uint8, np.ndarray) else type(rgb_uint8).__name__
+        raise YoloV3TrtError(f"expected a non-empty (H, W, 3) uint8 RGB image, got {got}; see to_rgb()")
+
+
+def letterbox_size(src_size: Sequence[int], size: Sequence[int]) -> tuple[int, int]:
+    """Darknet's ``letterbox_image`` resized size ``(new_w, new_h)`` for an image in a net input.
+
+    ``if (float)net_w / im_w < (float)net_h / im_h`` the width fills the input and
+    ``new_h = im_h * net_w / im_w`` (integer division), else the height fills it. Sizes are
+    ``(width, height)``. A side that would round to 0 (extreme aspect ratios) is kept at 1 pixel,
+    where Darknet would fail.
+    """
+    im_w, im_h = _check_size(src_size)
+    net_w, net_h = _check_size(size)
+    if np.float32(net_w) / np.float32(im_w) < np.float32(net_h) / np.float32(im_h):
+        new_w, new_h = net_w, (im_h * net_w) // im_w
+    else:
+        new_w, new_h = (im_w * net_h) // im_h, net_h
+    return max(new_w, 1), max(new_h, 1)
+
+
+def letterbox(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
+    """Darknet's ``letterbox_image``: resize keeping aspect ratio, centre on 0.5 grey.
+
+    Args:
+        rgb_uint8: ``(H, W, 3)`` uint8 RGB image.
+        size: network input ``(net_w, net_h)``.
+
+    Returns:
+        ``(net_h, net_w, 3)`` float32 RGB in [0, 1], and the :class:`ImageTransform` with
+        ``scale = new / src`` per axis and ``pad = ((net_w - new_w) // 2, (net_h - new_h) // 2)``,
+        the offset at which the image is actually placed. (Darknet's ``correct_yolo_boxes`` uses
+        ``(net - new) / 2.`` instead, half a network pixel off when the difference is odd.)
+    """
+    _check_rgb_uint8(rgb_uint8)
+    net_w, net_h = _check_size(size)
+    src_h, src_w = rgb_uint8.shape[:2]
+    new_w, new_h = letterbox_size((src_w, src_h), (net_w, net_h))
+    pad_x, pad_y = (net_w - new_w) // 2, (net_h - new_h) // 2
+    canvas = np.full((net_h, net_w, 3), GREY, dtype=np.float32)
+    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = _darknet_resize(rgb_uint8, new_w, new_h)
+    transform = ImageTransform(src_width=src_w, src_height=src_h, scale_x=new_w / src_w,
+                               scale_y=new_h / src_h, pad_x=float(pad_x), pad_y=float(pad_y))
+    return canvas, transform
+
+
+def resize(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
+    """Stretch an ``(H, W, 3)`` uint8 RGB image to ``size = (net_w, net_h)`` with Darknet's resize.
+
+    Returns ``(net_h, net_w, 3)`` float32 RGB in [0, 1] and its :class:`ImageTransform` (no pad).
+    """
+    _check_rgb_uint8(rgb_uint8)
+    net_w, net_h = _check_size(size)
+    src_h, src_w = rgb_uint8.shape[:2]
+    transform = ImageTransform(src_width=src_w, src_height=src_h, scale_x=net_w / src_w,
+                               scale_y=net_h / src_h, pad_x=0.0, pad_y=0.0)
+    return _darknet_resize(rgb_uint8, net_w, net_h), transform
+
+
+def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
+               mode: Literal["letterbox", "resize"] = "letterbox",
+               channel_order: Literal["bgr", "rgb"] = "bgr") -> tuple[np.ndarray, list[ImageTransform]]:
+    """Turn images into one network input batch.
+
+    Args:
+        images: each ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` uint8 (see
+            :func:`to_rgb`); sizes may differ.
+        size: network input ``(net_w, net_h)``.
+        mode: ``"letterbox"`` (Darknet's ``detect``) or ``"resize"`` (plain stretch).
+        channel_order: ``"bgr"`` (OpenCV) or ``"rgb"``, for 3- and 4-channel images.
+
+    Returns:
+        A contiguous float32 blob ``(B, 3, net_h, net_w)``, RGB in [0, 1], and one
+        :class:`ImageTransform` per image, to map boxes back with ``to_image``.
+    """
+    if mode not in ("letterbox", "resize"):
+        raise ValueError(f"mode must be 'letterbox' or 'resize', got {mode!r}")
+    net_w, net_h = _check_size(size)
+    prepare = letterbox if mode == "letterbox" else resize
+    blob = np.empty((len(images), 3, net_h, net_w), dtype=np.float32)
+    transforms: list[ImageTransform] = []
+    for index, image in enumerate(images):
+        net_image, transform = prepare(to_rgb(image, channel_order), (net_w, net_h))
+        blob[index] = net_image.transpose(2, 0, 1)
+        transforms.append(transform)
+    return blob, transforms
