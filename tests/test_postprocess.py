@@ -328,3 +328,22 @@ def test_postprocess_conf_is_strict() -> None:
 
 def test_defaults() -> None:
     assert (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET) == (0.5, 0.45, 100)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_postprocess_equals_decode_plus_reference_nms(seed: int, ops) -> None:
+    # Noisy heads give many overlapping multi-label candidates; the result must equal the plain
+    # recipe: every (box, class) with score > conf, per-class torchvision NMS, top max_det.
+    outputs = random_outputs(np.random.default_rng(seed))
+    conf, iou, max_det = 0.3, 0.45, 40
+    boxes, obj, cls = decode(outputs, HEADS, NET)
+    results = postprocess(outputs, HEADS, NET, conf=conf, iou=iou, max_det=max_det)
+    for b, (out_boxes, out_scores, out_classes) in enumerate(results):
+        scores = obj[b][:, None] * cls[b]
+        box_index, class_ids = np.nonzero(scores > np.float32(conf))
+        cand_scores = scores[box_index, class_ids]
+        keep = per_class_torch_nms(ops, boxes[b][box_index], cand_scores, class_ids, iou)[:max_det]
+        assert len(keep) == max_det  # enough candidates for the cut to matter
+        np.testing.assert_array_equal(out_boxes, boxes[b][box_index[keep]])
+        np.testing.assert_array_equal(out_scores, cand_scores[keep])
+        np.testing.assert_array_equal(out_classes, class_ids[keep])

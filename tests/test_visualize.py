@@ -1,30 +1,24 @@
 """Tests for yolov3_trt.visualize.draw_detections."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from yolov3_trt.visualize import PALETTE, class_color, draw_detections
 
-try:
-    from yolov3_trt.detections import Detections
-except ImportError:  # detections.py is written in parallel; the drawing needs only these fields
-    @dataclass
-    class Detections:  # type: ignore[no-redef]
-        boxes: np.ndarray
-        scores: np.ndarray
-        class_ids: np.ndarray
-        class_names: list[str]
+from yolov3_trt.detections import Detections
+
+NAMES = ["cat", "dog", "bird"]
 
 
-def make_detections(boxes: list[list[float]], scores: list[float], class_ids: list[int],
-                    names: list[str] | None = None) -> Detections:
+def make_detections(boxes: list[list[float]], scores: list[float], class_ids: list[int]) -> Detections:
+    """Detections named from NAMES (ids beyond it get an empty name, drawn as the id)."""
     return Detections(boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
                       scores=np.asarray(scores, np.float32),
                       class_ids=np.asarray(class_ids, np.int32),
-                      class_names=names if names is not None else ["cat", "dog", "bird"])
+                      class_names=[NAMES[i] if i < len(NAMES) else "" for i in class_ids])
 
 
 @pytest.fixture
@@ -71,7 +65,7 @@ def test_deterministic_and_class_colours_differ(image: np.ndarray) -> None:
 
 def test_unknown_class_and_odd_boxes_do_not_fail(image: np.ndarray) -> None:
     dets = make_detections([[-1e9, -5, 1e9, 1e6], [np.nan, 0, 10, 10], [300, 230, 330, 250]],
-                           [0.3, 0.9, 0.8], [99, 0, 1], names=[])
+                           [0.3, 0.9, 0.8], [99, 0, 1])
     out = draw_detections(image, dets, thickness=3, font_scale=1.0)
     assert out.shape == image.shape
 
@@ -84,7 +78,8 @@ def test_grey_input_and_bad_inputs(image: np.ndarray) -> None:
     with pytest.raises(ValueError, match="BGR"):
         draw_detections(np.zeros((5, 5, 4), np.uint8), make_detections([], [], []))
     with pytest.raises(ValueError, match="length"):
-        draw_detections(image, make_detections([[0, 0, 1, 1]], [0.5, 0.6], [0]))
+        draw_detections(image, SimpleNamespace(boxes=np.zeros((1, 4)), scores=np.zeros(2), class_ids=np.zeros(1),
+                                               class_names=["cat"]))
 
 
 def test_sizes_scale_with_image() -> None:

@@ -32,13 +32,19 @@ ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (K,4), scor
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """Logistic function in float64, without overflow for large ``|x|``."""
+    """Logistic function in float64, without overflow for large ``|x|``.
+
+    ``1 / (1 + e^-x)`` for ``x >= 0`` (Darknet's formula) and ``e^x / (1 + e^x)`` below, both
+    written as ``num / (1 + e^-|x|)`` so no branch ever exponentiates a large positive number.
+    """
     x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    positive = x >= 0
-    out[positive] = 1.0 / (1.0 + np.exp(-x[positive]))
-    exp_x = np.exp(x[~positive])  # x < 0 here, so exp cannot overflow
-    out[~positive] = exp_x / (1.0 + exp_x)
+    e = np.abs(x, out=np.empty_like(x))  # an array even for 0-d input, so `out=` works below
+    np.negative(e, out=e)
+    with np.errstate(under="ignore"):  # e^-|x| underflowing to 0 is the right limit
+        np.exp(e, out=e)
+    out = np.where(x >= 0, 1.0, e)
+    e += 1.0
+    out /= e  # in place: this runs on every class logit of every box
     return out
 
 
@@ -79,8 +85,9 @@ def _check_outputs(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> 
 
 def _decode_head(raw: np.ndarray, head: YoloHead, net_w: int, net_h: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One head ``(B, A*(5+C), H, W)`` -> boxes ``(B, H*W*A, 4)`` xyxy float64 net pixels,
-    objectness ``(B, H*W*A)`` float32, class probs ``(B, H*W*A, C)`` float32.
+    """One head ``(B, A*(5+C), H, W)`` -> boxes ``(B, H*W*A, 4)`` xyxy float64 in net pixels,
+    objectness ``(B, H*W*A)`` float32, and the class *logits* ``(B, H*W*A, C)`` (a view, not
+    yet through the sigmoid, so callers can evaluate only the rows they need).
 
     Candidates are ordered cell ``i = y*W + x``, then anchor ``a``.
     """
@@ -89,20 +96,32 @@ def _decode_head(raw: np.ndarray, head: YoloHead, net_w: int, net_h: int
     num_anchors = len(anchors)
     # (B, A, 5+C, H, W) -> (B, H, W, A, 5+C): Darknet's loop order is cell, then anchor.
     pred = raw.reshape(batch, num_anchors, 5 + head.classes, height, width).transpose(0, 3, 4, 1, 2)
-    pred = pred.astype(np.float64)
+    t = pred[..., :5].astype(np.float64)
     cy, cx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
                          indexing="ij")
     with np.errstate(over="ignore"):  # exp(tw) may overflow to inf for garbage inputs; keep it
-        bx = (sigmoid(pred[..., 0]) + cx[None, :, :, None]) / width * net_w
-        by = (sigmoid(pred[..., 1]) + cy[None, :, :, None]) / height * net_h
-        bw = anchors[:, 0] * np.exp(pred[..., 2])  # (pw * e^tw / net_w) * net_w
-        bh = anchors[:, 1] * np.exp(pred[..., 3])
+        bx = (sigmoid(t[..., 0]) + cx[None, :, :, None]) / width * net_w
+        by = (sigmoid(t[..., 1]) + cy[None, :, :, None]) / height * net_h
+        bw = anchors[:, 0] * np.exp(t[..., 2])  # (pw * e^tw / net_w) * net_w
+        bh = anchors[:, 1] * np.exp(t[..., 3])
     boxes = np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
     count = height * width * num_anchors
-    objectness = sigmoid(pred[..., 4]).astype(np.float32)
-    class_probs = sigmoid(pred[..., 5:]).astype(np.float32)
+    objectness = sigmoid(t[..., 4]).astype(np.float32)
     return (boxes.reshape(batch, count, 4), objectness.reshape(batch, count),
-            class_probs.reshape(batch, count, head.classes))
+            pred[..., 5:].reshape(batch, count, head.classes))
+
+
+def _decode_parts(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated decode of all heads: boxes float32, objectness float32, class logits (B, N, C)."""
+    net_w, net_h = _check_input_size(input_size)
+    outputs = [np.asarray(out) for out in outputs]
+    _check_outputs(outputs, heads)
+    parts = [_decode_head(out, head, net_w, net_h) for out, head in zip(outputs, heads)]
+    boxes = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
+    objectness = np.concatenate([p[1] for p in parts], axis=1)
+    class_logits = np.concatenate([p[2] for p in parts], axis=1)
+    return boxes, objectness, class_logits
 
 
 def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
@@ -121,14 +140,8 @@ def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size:
         objectness). Candidates ``N`` are ordered head by head, then cell ``y*W + x``, then
         anchor, as Darknet's ``get_yolo_detections`` loops.
     """
-    net_w, net_h = _check_input_size(input_size)
-    outputs = [np.asarray(out) for out in outputs]
-    _check_outputs(outputs, heads)
-    parts = [_decode_head(out, head, net_w, net_h) for out, head in zip(outputs, heads)]
-    boxes = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
-    objectness = np.concatenate([p[1] for p in parts], axis=1)
-    class_probs = np.concatenate([p[2] for p in parts], axis=1)
-    return boxes, objectness, class_probs
+    boxes, objectness, class_logits = _decode_parts(outputs, heads, input_size)
+    return boxes, objectness, sigmoid(class_logits).astype(np.float32)
 
 
 def _descending_order(scores: np.ndarray) -> np.ndarray:
@@ -170,8 +183,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        inter_w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
-        inter_h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter_w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0.0)
+        inter_h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0.0)
         inter = inter_w * inter_h
         with np.errstate(invalid="ignore", divide="ignore"):
             iou = inter / (areas[best] + areas[rest] - inter)
@@ -203,15 +216,22 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     return keep[np.lexsort((keep, -scores[keep].astype(np.float64)))].astype(np.int64)
 
 
-def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_probs: np.ndarray,
+def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_logits: np.ndarray,
                       conf: float, iou: float, max_det: int) -> ImageDetections:
     """Candidates, NMS and top-``max_det`` for one image (arrays without the batch axis)."""
-    num_classes = class_probs.shape[1]
-    scores_all = objectness[:, None] * class_probs  # float32 product, as Darknet
-    # Candidate index = box_index * C + class: row-major order of the (N, C) score matrix.
-    candidates = np.flatnonzero(scores_all.ravel() > np.float32(conf))
-    box_index, class_ids = np.divmod(candidates, num_classes)
-    scores = scores_all.ravel()[candidates]
+    num_classes = class_logits.shape[1]
+    threshold = np.float32(conf)
+    # A float32 product with a factor <= 1 never exceeds the other factor, so boxes with
+    # objectness <= conf cannot score above it (Darknet skips them the same way).
+    rows = np.flatnonzero(objectness > threshold)
+    # float32 product of float32 sigmoids, as Darknet's `objectness * predictions[class_index]`
+    scores_rows = objectness[rows, None] * sigmoid(class_logits[rows]).astype(np.float32)
+    # Candidate index = box_index * C + class: row-major order of the (N, C) score matrix, and
+    # `rows` is ascending, so flattening the selected rows keeps that order.
+    flat = np.flatnonzero(scores_rows.ravel() > threshold)
+    row_pos, class_ids = np.divmod(flat, num_classes)
+    box_index = rows[row_pos]
+    scores = scores_rows.ravel()[flat]
     keep = batched_nms(boxes[box_index], scores, class_ids, iou)[:max_det]
     return (boxes[box_index[keep]].astype(np.float32), scores[keep].astype(np.float32),
             class_ids[keep].astype(np.int32))
@@ -237,6 +257,6 @@ def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_
     """
     if max_det < 0:
         raise ValueError(f"max_det must be >= 0, got {max_det}")
-    boxes, objectness, class_probs = decode(outputs, heads, input_size)
-    return [_image_detections(boxes[b], objectness[b], class_probs[b], conf, iou, max_det)
+    boxes, objectness, class_logits = _decode_parts(outputs, heads, input_size)
+    return [_image_detections(boxes[b], objectness[b], class_logits[b], conf, iou, max_det)
             for b in range(boxes.shape[0])]

@@ -126,7 +126,8 @@ def to_rgb(image: np.ndarray, channel_order: Literal["bgr", "rgb"] = "bgr") -> n
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise YoloV3TrtError(f"image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {image.shape}")
+        raise YoloV3TrtError("image must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+                             f"got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise YoloV3TrtError(f"image is empty: shape {image.shape}")
     if image.dtype == np.uint16:
@@ -222,9 +223,10 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
 
 def _check_rgb_uint8(rgb_uint8: np.ndarray) -> None:
     """YoloV3TrtError unless ``rgb_uint8`` is a non-empty ``(H, W, 3)`` uint8 array."""
-    if not isinstance(rgb_uint8, np.ndarray) or rgb_uint8.dtype != np.uint8 or rgb_uint8.ndim != 3 \
-            or rgb_uint8.shape[2] != 3 or rgb_uint8.size == 0:
-        got = f"{rgb_uint8.dtype} {rgb_uint8.shape}" if isinstance(rgb_uint8, np.ndarray) else type(rgb_uint8).__name__
+    if not isinstance(rgb_uint8, np.ndarray):
+        raise YoloV3TrtError(f"expected an (H, W, 3) uint8 RGB array, got {type(rgb_uint8).__name__}")
+    if rgb_uint8.dtype != np.uint8 or rgb_uint8.ndim != 3 or rgb_uint8.shape[2] != 3 or rgb_uint8.size == 0:
+        got = f"{rgb_uint8.dtype} {rgb_uint8.shape}"
         raise YoloV3TrtError(f"expected a non-empty (H, W, 3) uint8 RGB image, got {got}; see to_rgb()")
 
 

@@ -46,9 +46,8 @@ def default_font_scale(height: int, width: int) -> float:
     return max(0.35, (height + width) / 2 / 1200)
 
 
-def _label(class_id: int, score: float, class_names: Sequence[str]) -> str:
-    name = class_names[class_id] if 0 <= class_id < len(class_names) else str(class_id)
-    return f"{name} {score:.2f}"
+def _label(name: str, class_id: int, score: float) -> str:
+    return f"{name or class_id} {score:.2f}"
 
 
 def _draw_label(image: np.ndarray, text: str, x1: int, y1: int, color: tuple[int, int, int],
@@ -78,8 +77,8 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections, *,
         image_bgr: ``(H, W, 3)`` uint8 BGR image (a ``(H, W)`` grey image is converted to BGR).
             Never modified.
         detections: has ``boxes`` ``(N, 4)`` xyxy in image pixels, ``scores`` ``(N,)``,
-            ``class_ids`` ``(N,)`` and ``class_names`` (a class id beyond the list is shown as
-            the number). Boxes with non-finite coordinates are skipped.
+            ``class_ids`` ``(N,)`` and ``class_names`` (one per detection; an empty name is
+            shown as the class id). Boxes with non-finite coordinates are skipped.
         thickness: box line width in pixels; default scales with the image size.
         font_scale: OpenCV font scale of the labels; default scales with the image size.
 
@@ -102,9 +101,9 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections, *,
     boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(detections.scores, dtype=np.float64).reshape(-1)
     class_ids = np.asarray(detections.class_ids).reshape(-1)
-    if not len(boxes) == len(scores) == len(class_ids):
+    if not len(boxes) == len(scores) == len(class_ids) == len(detections.class_names):
         raise ValueError(f"detections disagree in length: {len(boxes)} boxes, {len(scores)} scores, "
-                         f"{len(class_ids)} class ids")
+                         f"{len(class_ids)} class ids, {len(detections.class_names)} names")
     # Draw the lowest scores first so the most confident labels end up on top.
     for i in np.argsort(scores, kind="stable"):
         if not np.all(np.isfinite(boxes[i])):
@@ -113,6 +112,6 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections, *,
         x1, y1, x2, y2 = (int(round(v)) for v in np.clip(boxes[i], -1, [w, h, w, h]))
         color = class_color(int(class_ids[i]))
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)  # axis-aligned: AA adds nothing
-        _draw_label(out, _label(int(class_ids[i]), float(scores[i]), detections.class_names),
+        _draw_label(out, _label(detections.class_names[i], int(class_ids[i]), float(scores[i])),
                     max(x1, 0), max(y1, 0), color, font_scale, text_thickness)
     return out
