@@ -347,3 +347,35 @@ def test_postprocess_equals_decode_plus_reference_nms(seed: int, ops) -> None:
         np.testing.assert_array_equal(out_boxes, boxes[b][box_index[keep]])
         np.testing.assert_array_equal(out_scores, cand_scores[keep])
         np.testing.assert_array_equal(out_classes, class_ids[keep])
+
+
+@pytest.mark.parametrize("top_k", [1, 7, 50])
+def test_pre_nms_top_k_cuts_by_score_not_arrival(top_k: int, ops) -> None:
+    # Only the top_k best candidates enter NMS; equal scores go to the lower candidate index.
+    outputs = random_outputs(np.random.default_rng(5))
+    conf, iou = 0.3, 0.45
+    boxes, obj, cls = decode(outputs, HEADS, NET)
+    out_boxes, out_scores, out_classes = postprocess(outputs, HEADS, NET, conf=conf, iou=iou, max_det=1000,
+                                                     pre_nms_top_k=top_k)[0]
+    scores = obj[0][:, None] * cls[0]
+    box_index, class_ids = np.nonzero(scores > np.float32(conf))  # candidate-index order
+    cand_scores = scores[box_index, class_ids]
+    assert len(cand_scores) > top_k
+    best = np.sort(np.argsort(-cand_scores.astype(np.float64), kind="stable")[:top_k])
+    keep = per_class_torch_nms(ops, boxes[0][box_index[best]], cand_scores[best], class_ids[best], iou)
+    np.testing.assert_array_equal(out_scores, cand_scores[best][keep])
+    np.testing.assert_array_equal(out_classes, class_ids[best][keep])
+    np.testing.assert_array_equal(out_boxes, boxes[0][box_index[best][keep]])
+    # the cut keeps the best score overall
+    assert out_scores[0] == cand_scores.max()
+
+
+def test_pre_nms_top_k_none_means_no_cap() -> None:
+    outputs = random_outputs(np.random.default_rng(2))
+    capped = postprocess(outputs, HEADS, NET, conf=0.3, max_det=1000, pre_nms_top_k=10 ** 9)
+    uncapped = postprocess(outputs, HEADS, NET, conf=0.3, max_det=1000, pre_nms_top_k=None)
+    for a, b in zip(capped, uncapped):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="pre_nms_top_k"):
+        postprocess(outputs, HEADS, NET, pre_nms_top_k=0)

@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONF = 0.5   # Darknet's `detect` default threshold
 DEFAULT_IOU = 0.45   # Darknet's NMS threshold
 DEFAULT_MAX_DET = 100
+# Candidates kept for NMS, the best by score. Darknet has no cap; with trained weights even an
+# evaluation threshold of 0.005 rarely passes this many (box, class) pairs, but an untrained or
+# broken model can pass ~500k, which would take minutes of O(n^2) NMS. A fixed capacity is also
+# what the GPU plugin has, so the reference takes the same cut: by score, never by arrival order.
+DEFAULT_PRE_NMS_TOP_K = 4096
 
 ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (K,4), scores (K,), class_ids (K,)
 
@@ -216,8 +221,15 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     return keep[np.lexsort((keep, -scores[keep].astype(np.float64)))].astype(np.int64)
 
 
+def _top_k(scores: np.ndarray, k: int | None) -> np.ndarray:
+    """Ascending positions of the ``k`` best ``scores`` (ties: lower position wins); all if fewer."""
+    if k is None or scores.size <= k:
+        return np.arange(scores.size)
+    return np.sort(_descending_order(scores)[:k])
+
+
 def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_logits: np.ndarray,
-                      conf: float, iou: float, max_det: int) -> ImageDetections:
+                      conf: float, iou: float, max_det: int, pre_nms_top_k: int | None) -> ImageDetections:
     """Candidates, NMS and top-``max_det`` for one image (arrays without the batch axis)."""
     num_classes = class_logits.shape[1]
     threshold = np.float32(conf)
@@ -229,6 +241,7 @@ def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_logits: n
     # Candidate index = box_index * C + class: row-major order of the (N, C) score matrix, and
     # `rows` is ascending, so flattening the selected rows keeps that order.
     flat = np.flatnonzero(scores_rows.ravel() > threshold)
+    flat = flat[_top_k(scores_rows.ravel()[flat], pre_nms_top_k)]
     row_pos, class_ids = np.divmod(flat, num_classes)
     box_index = rows[row_pos]
     scores = scores_rows.ravel()[flat]
@@ -238,18 +251,19 @@ def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_logits: n
 
 
 def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int],
-                conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU,
-                max_det: int = DEFAULT_MAX_DET) -> list[ImageDetections]:
+                conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, max_det: int = DEFAULT_MAX_DET,
+                pre_nms_top_k: int | None = DEFAULT_PRE_NMS_TOP_K) -> list[ImageDetections]:
     """Decode, threshold, per-class NMS and keep the best ``max_det``, for each image.
 
     Candidates are (box, class) pairs with ``sigmoid(obj) * sigmoid(cls) > conf`` (float32
     product and comparison against ``float32(conf)``, as Darknet's float ``thresh``); one box
-    may yield several classes. Per-class NMS at ``iou`` (:func:`batched_nms`) follows, then the
-    first ``max_det`` survivors are kept.
+    may yield several classes. When more than ``pre_nms_top_k`` candidates pass, only the
+    ``pre_nms_top_k`` best by score enter NMS (``None``: no cap). Per-class NMS at ``iou``
+    (:func:`batched_nms`) follows, then the first ``max_det`` survivors are kept.
 
     Order and ties: detections come in descending score; equal scores are ordered by candidate
     index ``box_index * C + class``, where ``box_index`` follows :func:`decode`'s order (head,
-    cell ``y*W + x``, anchor). NMS visits candidates in that same order, and ``max_det`` cuts it.
+    cell ``y*W + x``, anchor). The top-K cut, NMS and ``max_det`` all use that same order.
 
     Returns:
         One ``(boxes (K, 4) float32 xyxy in network-input pixels, scores (K,) float32,
@@ -257,6 +271,8 @@ def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_
     """
     if max_det < 0:
         raise ValueError(f"max_det must be >= 0, got {max_det}")
+    if pre_nms_top_k is not None and pre_nms_top_k < 1:
+        raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
     boxes, objectness, class_logits = _decode_parts(outputs, heads, input_size)
-    return [_image_detections(boxes[b], objectness[b], class_logits[b], conf, iou, max_det)
+    return [_image_detections(boxes[b], objectness[b], class_logits[b], conf, iou, max_det, pre_nms_top_k)
             for b in range(boxes.shape[0])]
