@@ -16,6 +16,8 @@ _EXPORTS = {
     "load_checkpoint": "yolov3_trt.model.checkpoint",
     "save_checkpoint": "yolov3_trt.model.checkpoint",
     "Detections": "yolov3_trt.detections",
+    "Detector": "yolov3_trt.runtime.detector",
+    "ModelMetadata": "yolov3_trt.metadata",
     "YoloV3TrtError": "yolov3_trt.errors",
     "CfgError": "yolov3_trt.errors",
     "DarknetWeightsError": "yolov3_trt.errors",

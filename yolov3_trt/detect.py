@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from .cli.common import UsageError, add_model_args, add_postprocess_args, make_parser, run
+from .cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
+from .cli.models import load_torch_model
 from .fileio import atomic_write_json
-from .postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from .sources import AnnotatedOutput, open_source
 from .visualize import draw_detections
 
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("source", metavar="SOURCE",
                         help="image file, folder of images, video file, or camera index (e.g. 0)")
     add_model_args(parser)
-    add_postprocess_args(parser, DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET)
+    add_runtime_args(parser)
+    add_postprocess_args(parser, None, None, None)
     g = parser.add_argument_group("input and output")
     g.add_argument("--resize", choices=("letterbox", "resize"), default="letterbox",
                    help="letterbox keeps the aspect ratio (Darknet's detect); resize stretches")
@@ -44,46 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_torch_model(args: argparse.Namespace):
-    """The model and class names that --cfg/--weights/--checkpoint/--classes/--names describe."""
-    from .model.checkpoint import load_checkpoint
-    from .model.yolov3 import YoloV3
-    from .names import check_names, default_names, load_names
+def build_detector(args: argparse.Namespace):
+    """A Detector for --model, or for --cfg/--weights/--checkpoint on the torch backend."""
+    from .runtime.detector import Detector
 
-    if args.checkpoint:
-        if args.cfg or args.weights or args.classes:
-            raise UsageError("--checkpoint carries its own cfg, class count and weights: "
-                             "do not combine it with --cfg, --weights or --classes")
-        model, names, _ = load_checkpoint(args.checkpoint)
-    else:
-        if not args.weights:
-            raise UsageError("no weights: give --weights FILE (Darknet .weights for --cfg) or --checkpoint FILE")
-        model = YoloV3.from_cfg(args.cfg or "yolov3", num_classes=args.classes)
-        model.load_darknet_weights(args.weights)
-        names = default_names(model.num_classes)
-    if not model.heads:
-        raise UsageError(f"{model.cfg.source} has no [yolo] layers: it is not a detector")
-    if args.names:
-        names = load_names(args.names)
-        check_names(names, model.num_classes, args.names)
-    return model, names
+    thresholds = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
+    if args.model:
+        clash = [flag for flag, value in (("--cfg", args.cfg), ("--weights", args.weights),
+                                          ("--checkpoint", args.checkpoint), ("--classes", args.classes),
+                                          ("--names", args.names), ("--size", args.size)) if value]
+        if clash:
+            raise UsageError(f"--model carries its own cfg, size and class names: drop {', '.join(clash)}")
+        return Detector(args.model, args.backend, **thresholds)
+    if args.backend not in ("auto", "torch"):
+        raise UsageError(f"--cfg/--weights/--checkpoint run on the torch backend; for {args.backend}, "
+                         "export the model (python -m yolov3_trt.export) and pass --model")
+    model, names = load_torch_model(args)
+    return Detector.from_model(model, names, size=args.size, **thresholds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
-    from .model.pipeline import TorchDetector
-
-    model, names = load_torch_model(args)
-    detector = TorchDetector(model, names, size=args.size, conf=args.conf, iou=args.iou,
-                             max_det=args.max_det, mode=args.resize)
+    detector = build_detector(args)
     output = Path(args.output)
     json_path = Path(args.json) if args.json else output / "detections.json"
     records: list[dict[str, Any]] = []
     lines: list[str] = []
     frames = 0
-    with open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable) as source, \
+    with detector, open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable) as source, \
             (contextlib.nullcontext() if args.no_draw else AnnotatedOutput(output, source)) as writer:
         progress = tqdm(source, total=source.total, unit="img" if source.kind == "images" else "frame",
                         desc="detect", disable=None)

@@ -6,11 +6,20 @@ over the destination only when complete (``os.replace`` is atomic on POSIX and W
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give: 0o666 less the umask."""
+    umask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -26,6 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                                dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, _file_mode())  # mkstemp makes 0o600; the result should look like any other file
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -80,13 +80,23 @@ def add_model_args(parser: argparse.ArgumentParser, *, weights: bool = True, nam
                    help="network input size, multiples of 32 (default: the cfg's width x height)")
 
 
-def add_postprocess_args(parser: argparse.ArgumentParser, conf: float, iou: float, max_det: int) -> None:
-    """--conf, --iou, --max-det."""
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """--model, --backend."""
+    g = parser.add_argument_group("runtime")
+    g.add_argument("--model", default=None, metavar="PATH",
+                   help="exported model: .onnx (or a checkpoint .pt); carries its cfg, size and names")
+    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
+                   help="inference backend; auto picks by model file type and hardware")
+
+
+def add_postprocess_args(parser: argparse.ArgumentParser, conf: float | None, iou: float | None,
+                         max_det: int | None) -> None:
+    """--conf, --iou, --max-det (None: the model's or the package's default)."""
     g = parser.add_argument_group("post-processing")
     g.add_argument("--conf", type=_probability, default=conf,
-                   help="score threshold on objectness x class probability")
-    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold")
-    g.add_argument("--max-det", type=_positive_int, default=max_det, help="detections kept per image")
+                   help="score threshold on objectness x class probability (default 0.5, Darknet's)")
+    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold (default 0.45)")
+    g.add_argument("--max-det", type=_positive_int, default=max_det, help="detections kept per image (default 100)")
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DarknetWeightsError, FileError
 from ..fileio import atomic_path
-from .layers import ConvSpec, Network, ShortcutSpec
+from .layers import ConvSpec, Network, ShortcutSpec, YoloSpec
 
 # Per conv layer, the arrays in file order; BN layers have all five, others biases and weights.
 BN_KEYS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
@@ -149,11 +149,16 @@ def write_darknet_weights(path: str | os.PathLike, network: Network, layers: dic
                 f.write(chunk)
 
 
-def random_darknet_weights(network: Network, seed: int = 0) -> dict[int, dict[str, np.ndarray]]:
+def random_darknet_weights(network: Network, seed: int = 0, *, head_gain: float = 1.0,
+                           objectness_bias: float = 0.0) -> dict[int, dict[str, np.ndarray]]:
     """Random but well-scaled arrays for ``network`` (He-normal weights, plausible BN statistics).
 
     Used by tests and benchmarks to make real-format weights files without downloading any:
     activations stay in a sane range through 100+ layers, so numeric comparisons mean something.
+    ``head_gain`` scales the weights of each conv that feeds a [yolo] layer and
+    ``objectness_bias`` is added to its objectness biases: ``head_gain=0.1,
+    objectness_bias=-6`` gives heads that behave like a trained detector's (moderate logits, few
+    boxes above a 0.5 score) instead of thousands of saturated, tied scores.
     """
     rng = np.random.default_rng(seed)
     layers = {}
@@ -161,10 +166,12 @@ def random_darknet_weights(network: Network, seed: int = 0) -> dict[int, dict[st
         n, fan_in = layout.filters, int(np.prod(layout.weight_shape[1:]))
         # A conv whose output is added by a [shortcut] starts small (as ResNets zero-init the last
         # BN scale of a block): 23 residual additions would otherwise grow activations ~1e5x.
-        gain = 0.2 if isinstance(network.layers[min(layout.layer + 1, len(network.layers) - 1)],
-                                 ShortcutSpec) else 1.0
+        after = network.layers[min(layout.layer + 1, len(network.layers) - 1)]
+        gain = 0.2 if isinstance(after, ShortcutSpec) else head_gain if isinstance(after, YoloSpec) else 1.0
         arrays = {"weights": rng.normal(0, gain * np.sqrt(2.0 / fan_in), layout.weight_shape),
                   "biases": rng.normal(0, 0.1, n)}
+        if isinstance(after, YoloSpec):
+            arrays["biases"][4::after.classes + 5] += objectness_bias
         if layout.batch_normalize:
             arrays.update(scales=rng.uniform(0.5, 1.5, n), rolling_mean=rng.normal(0, 0.1, n),
                           rolling_variance=rng.uniform(0.5, 1.5, n))

@@ -1,0 +1,177 @@
+"""Detector: the same detections on every backend; lifecycle, timings and bad inputs."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import onnx
+import pytest
+from conftest import DARKNET
+
+from yolov3_trt import Detector, YoloV3TrtError
+from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+from yolov3_trt.errors import FileError
+from yolov3_trt.export.onnx_export import export_onnx
+from yolov3_trt.model.checkpoint import save_checkpoint
+from yolov3_trt.model.yolov3 import YoloV3
+from yolov3_trt.names import COCO_NAMES
+from yolov3_trt.preprocess import read_image
+
+SIZE = (320, 256)
+CONF = 0.3
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The same weights as raw ONNX, end2end ONNX, a checkpoint, and an in-memory model."""
+    folder = tmp_path_factory.mktemp("models")
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    weights = folder / "tiny.weights"
+    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 9, head_gain=0.15))
+    model.load_darknet_weights(weights)
+    export_onnx(model, folder / "raw.onnx", COCO_NAMES, size=SIZE)
+    export_onnx(model, folder / "e2e.onnx", COCO_NAMES, flavour="end2end", size=SIZE, conf=CONF)
+    save_checkpoint(folder / "tiny.pt", model, COCO_NAMES)
+    return {"folder": folder, "model": model}
+
+
+@pytest.fixture(scope="module")
+def images():
+    photos = [read_image(DARKNET / "images" / f"{n}.jpg") for n in ("dog", "giraffe", "person")]
+    return photos + [np.ascontiguousarray(photos[0][:, :, 0])]  # a grey one too
+
+
+def _same(a, b, atol=0.02):
+    assert len(a) == len(b) > 0
+    np.testing.assert_array_equal(a.class_ids, b.class_ids)
+    assert a.class_names == b.class_names
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=atol)
+
+
+def test_every_backend_gives_the_same_detections(models, images):
+    folder = models["folder"]
+    detectors = [Detector(folder / "raw.onnx", conf=CONF), Detector(folder / "e2e.onnx"),
+                 Detector(folder / "tiny.pt", conf=CONF),
+                 Detector.from_model(models["model"], COCO_NAMES, size=SIZE, conf=CONF)]
+    # the checkpoint runs at the cfg's own size: compare it at that size separately
+    assert detectors[2].input_size == (416, 416)
+    results = [d.detect_batch(images) for d in detectors]
+    assert [d.backend for d in detectors] == ["onnxruntime (CPUExecutionProvider)"] * 2 + ["torch (cpu)"] * 2
+    reference = results[3]
+    for other in (results[0], results[1]):
+        for a, b in zip(other, reference):
+            _same(a, b)
+    for d in detectors:
+        d.close()
+
+
+def test_detect_equals_detect_batch_and_is_deterministic(models, images):
+    with Detector(models["folder"] / "raw.onnx", conf=CONF) as d:
+        batch = d.detect_batch(images)
+        for image, expected in zip(images, batch):
+            got = d.detect(image)
+            np.testing.assert_array_equal(got.boxes, expected.boxes)
+            np.testing.assert_array_equal(got.scores, expected.scores)
+        assert set(d.last_timings) == {"preprocess", "infer", "postprocess", "total"}
+        assert all(v >= 0 for v in d.last_timings.values())
+
+
+def test_boxes_are_in_image_pixels(models, images):
+    with Detector(models["folder"] / "raw.onnx", conf=CONF) as d:
+        for image, dets in zip(images, d.detect_batch(images)):
+            h, w = image.shape[:2]
+            assert (dets.boxes[:, [0, 2]] <= w).all() and (dets.boxes[:, [1, 3]] <= h).all()
+            assert (dets.boxes >= 0).all()
+
+
+def test_thresholds_apply(models, images):
+    with Detector(models["folder"] / "raw.onnx", conf=CONF, max_det=3) as d:
+        dets = d.detect(images[0])
+        assert len(dets) == 3 and (dets.scores > CONF).all()
+    with Detector(models["folder"] / "e2e.onnx", conf=0.6) as d:  # stricter than baked: filtered after
+        assert (d.detect(images[0]).scores > 0.6).all()
+
+
+def test_end2end_refuses_settings_it_cannot_honour(models):
+    path = models["folder"] / "e2e.onnx"
+    with pytest.raises(YoloV3TrtError, match="exported end2end with conf 0.3; conf 0.1 needs a re-export"):
+        Detector(path, conf=0.1)
+    with pytest.raises(YoloV3TrtError, match="iou 0.45; iou 0.6"):
+        Detector(path, iou=0.6)
+
+
+def test_shared_across_threads(models, images):
+    with Detector(models["folder"] / "raw.onnx", conf=CONF) as d:
+        expected = d.detect(images[1])
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(d.detect(images[1]))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 4
+        for r in results:
+            np.testing.assert_array_equal(r.boxes, expected.boxes)
+
+
+def test_closed_detector_refuses(models, images):
+    d = Detector(models["folder"] / "raw.onnx")
+    d.close()
+    with pytest.raises(YoloV3TrtError, match="closed"):
+        d.detect(images[0])
+
+
+def test_bad_model_files(tmp_path, models):
+    with pytest.raises(FileError, match="missing.onnx: no such model file"):
+        Detector(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(FileError, match="junk.onnx: not a loadable ONNX model"):
+        Detector(junk)
+    plain = tmp_path / "plain.onnx"   # a valid ONNX without our metadata
+    model = onnx.load(str(models["folder"] / "raw.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(plain))
+    with pytest.raises(FileError, match="plain.onnx: has no yolov3_trt metadata"):
+        Detector(plain)
+    with pytest.raises(YoloV3TrtError, match="unknown model type '.bin'"):
+        (tmp_path / "m.bin").write_bytes(b"x")
+        Detector(tmp_path / "m.bin")
+    with pytest.raises(YoloV3TrtError, match="the torch backend cannot load .onnx files"):
+        Detector(models["folder"] / "raw.onnx", backend="torch")
+
+
+@pytest.mark.parametrize("image, words", [
+    (np.zeros((10, 10, 3), np.float32), "uint8"),
+    (np.zeros((10, 10, 2), np.uint8), r"must have shape .* got \(10, 10, 2\)"),
+    (np.zeros((2, 10, 10, 3), np.uint8), r"got \(2, 10, 10, 3\)"),
+    (np.zeros((0, 10, 3), np.uint8), "empty"),
+    ("dog.jpg", "array"),
+])
+def test_bad_images(models, image, words):
+    with Detector(models["folder"] / "raw.onnx") as d:
+        with pytest.raises(YoloV3TrtError, match=words):
+            d.detect(image)
+
+
+@pytest.mark.parametrize("blob, words", [
+    (np.zeros((1, 3, 256, 320), np.float64), "must be float32"),
+    (np.zeros((3, 256, 320), np.float32), "rank 3"),
+    (np.zeros((1, 1, 256, 320), np.float32), r"must be \(B, 3, 256, 320\), got \(1, 1, 256, 320\)"),
+    (np.zeros((1, 3, 320, 320), np.float32), "got \\(1, 3, 320, 320\\)"),
+])
+def test_backend_validates_input(models, blob, words):
+    with Detector(models["folder"] / "raw.onnx") as d:
+        with pytest.raises(YoloV3TrtError, match=words):
+            d._backend.infer(blob)
+
+
+def test_torch_is_not_imported_by_the_onnx_runtime_path(models, tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\nfrom yolov3_trt import Detector\n"
+            f"d = Detector(r'{models['folder'] / 'raw.onnx'}')\n"
+            "d.detect(np.zeros((50, 60, 3), np.uint8))\nassert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,65 @@
+"""PyTorch backend: the YoloV3 module itself, from a checkpoint or an in-memory model.
+
+torch is imported here, lazily (the backend registry imports this module only when chosen).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ...metadata import ModelMetadata
+from .base import Backend
+
+
+def model_metadata(model, names: Sequence[str], size: tuple[int, int] | None = None,
+                   source: str = "") -> ModelMetadata:
+    """Metadata describing a torch ``YoloV3`` at ``size`` (default: the cfg's)."""
+    from ...darknet.cfg import format_cfg
+
+    width, height = size or model.input_size
+    shapes = model.network.shapes(width, height)
+    return ModelMetadata(flavour="raw", input_size=(width, height), names=tuple(names),
+                         anchors=tuple(h.anchors for h in model.heads),
+                         strides=tuple((width // shapes[h.layer].output[2], height // shapes[h.layer].output[1])
+                                       for h in model.heads),
+                         source=source, cfg=format_cfg(model.cfg))
+
+
+class TorchBackend(Backend):
+    """Runs a :class:`~yolov3_trt.model.yolov3.YoloV3` in eval mode under ``torch.inference_mode``."""
+
+    name = "torch"
+
+    def __init__(self, path: str | os.PathLike | None = None, *, model=None, names: Sequence[str] | None = None,
+                 size: tuple[int, int] | None = None, device: str = "auto", threads: int | None = None):
+        import torch
+
+        from ...model.checkpoint import load_checkpoint
+
+        if model is None:
+            model, names, _ = load_checkpoint(path)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        source = os.fspath(path) if path is not None else model.cfg.source
+        super().__init__(source, model_metadata(model, names, size, source), None)
+
+    @property
+    def description(self) -> str:
+        return f"torch ({self.device.type})"
+
+    def _infer(self, blob: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            outputs = self.model(torch.from_numpy(blob).to(self.device))
+        return [o.float().cpu().numpy() for o in outputs]
+
+    def close(self) -> None:
+        self.model = None
+        super().close()

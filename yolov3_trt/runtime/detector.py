@@ -1,0 +1,158 @@
+"""``Detector``: images in, :class:`~yolov3_trt.detections.Detections` out, on any backend."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..darknet.layers import YoloHead
+from ..detections import Detections
+from ..errors import FileError, YoloV3TrtError
+from ..metadata import ModelMetadata
+from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
+from ..preprocess import preprocess
+from .backends import backend_class, choose
+from .backends.base import Backend
+
+logger = logging.getLogger(__name__)
+
+
+class Detector:
+    """Detect objects with an exported model (ONNX, or a checkpoint on the torch backend).
+
+    ``detect(image)`` / ``detect_batch(images)`` take BGR uint8 arrays (OpenCV's convention;
+    grey and BGRA work too) and return boxes in each image's own pixels. Pre- and
+    post-processing are the package's numpy reference, so every backend gives the same
+    detections for the same outputs.
+
+    Thread safety: one Detector may be shared by threads; calls are serialised by an internal
+    lock (ONNX Runtime and torch would run them one at a time anyway on a CPU this size). For
+    parallel throughput on a GPU, use one Detector per thread. ``last_timings`` is that of the
+    most recent call from any thread.
+
+    Use as a context manager, or call :meth:`close`, to free the model.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, backend: str = "auto", *, conf: float | None = None,
+                 iou: float | None = None, max_det: int | None = None, device: str = "auto",
+                 threads: int | None = None):
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileError(path, "no such model file")
+        name = choose(path, backend)
+        self._init(backend_class(name)(path, device=device, threads=threads), conf, iou, max_det)
+
+    @classmethod
+    def from_model(cls, model, names: Sequence[str], *, size: tuple[int, int] | None = None,
+                   conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                   device: str = "auto", threads: int | None = None) -> "Detector":
+        """A Detector on the torch backend around an in-memory :class:`YoloV3`."""
+        from .backends.torch_backend import TorchBackend
+
+        if len(names) != model.num_classes:
+            raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
+        if not model.heads:
+            raise YoloV3TrtError(f"{model.cfg.source} has no [yolo] layers: it is not a detector")
+        self = cls.__new__(cls)
+        self._init(TorchBackend(model=model, names=names, size=size, device=device, threads=threads),
+                   conf, iou, max_det)
+        return self
+
+    def _init(self, backend: Backend, conf: float | None, iou: float | None, max_det: int | None) -> None:
+        self._backend = backend
+        meta = backend.metadata
+        self.metadata: ModelMetadata = meta
+        if meta.flavour == "end2end":
+            self._check_baked(conf, iou, max_det)
+        self.conf = conf if conf is not None else (meta.conf if meta.conf is not None else DEFAULT_CONF)
+        self.iou = iou if iou is not None else (meta.iou if meta.iou is not None else DEFAULT_IOU)
+        self.max_det = max_det if max_det is not None else (meta.max_det or DEFAULT_MAX_DET)
+        self.pre_nms_top_k = meta.pre_nms_top_k or DEFAULT_PRE_NMS_TOP_K
+        self._heads = [YoloHead(i, anchors, meta.num_classes) for i, anchors in enumerate(meta.anchors)]
+        self._lock = threading.Lock()
+        self.last_timings: dict[str, float] = {}
+        logger.info("%s on %s, input %dx%d, %d classes, %s graph", backend.path, backend.description,
+                    *meta.input_size, meta.num_classes, meta.flavour)
+
+    def _check_baked(self, conf: float | None, iou: float | None, max_det: int | None) -> None:
+        """An end-to-end graph has NMS inside: only stricter settings can be applied after it."""
+        meta, path = self.metadata, self._backend.path
+        if conf is not None and conf < meta.conf:
+            raise YoloV3TrtError(f"{path}: exported end2end with conf {meta.conf}; conf {conf} needs a re-export "
+                                 "(or the raw flavour)")
+        if iou is not None and iou != meta.iou:
+            raise YoloV3TrtError(f"{path}: exported end2end with iou {meta.iou}; iou {iou} needs a re-export "
+                                 "(or the raw flavour)")
+        if max_det is not None and max_det > meta.max_det:
+            raise YoloV3TrtError(f"{path}: exported end2end with max_det {meta.max_det}; more needs a re-export")
+
+    # ---- properties ----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """What runs the model, e.g. ``onnxruntime (CPUExecutionProvider)``."""
+        return self._backend.description
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.metadata.names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Network input (width, height)."""
+        return self.metadata.input_size
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Detect in one image (BGR uint8)."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect in several images at once (sizes may differ); one :class:`Detections` each."""
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise YoloV3TrtError("detect_batch takes a list of images (or a (B, H, W, C) array); "
+                                 "use detect() for one image")
+        with self._lock:
+            start = time.perf_counter()
+            blob, transforms = preprocess(list(images), self.input_size, self.metadata.resize)
+            prepared = time.perf_counter()
+            step = self._backend.max_batch or len(blob) or 1
+            outputs = [self._backend.infer(blob[i:i + step]) for i in range(0, len(blob), step)]
+            inferred = time.perf_counter()
+            results = [d for chunk in outputs for d in self._detections(chunk)]
+            detections = [Detections.from_arrays(t.to_image(boxes), scores, classes, self.names)
+                          for (boxes, scores, classes), t in zip(results, transforms)]
+            done = time.perf_counter()
+            self.last_timings = {"preprocess": (prepared - start) * 1e3, "infer": (inferred - prepared) * 1e3,
+                                 "postprocess": (done - inferred) * 1e3, "total": (done - start) * 1e3}
+        return detections
+
+    def _detections(self, outputs: list[np.ndarray]):
+        """Per image (boxes in network pixels, scores, class ids) from one batch's outputs."""
+        if self.metadata.flavour == "raw":
+            return postprocess(outputs, self._heads, self.input_size, self.conf, self.iou, self.max_det,
+                               self.pre_nms_top_k)
+        num_dets, boxes, scores, classes = outputs
+        out = []
+        for n, b, s, c in zip(num_dets[:, 0], boxes, scores, classes):
+            keep = np.flatnonzero(s[:n] > np.float32(self.conf))[: self.max_det]
+            out.append((b[keep], s[keep], c[keep]))
+        return out
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the model. Further calls raise."""
+        self._backend.close()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
