@@ -1,0 +1,267 @@
+"""Speed of YOLOv3 here, beside the paper's Titan X rows: ``python benchmarks/fps.py``.
+
+For each backend x precision x input size (x batch): warm-up runs, then timed runs of the whole
+Detector (preprocess + inference + postprocess) on a real photo, with latency percentiles, FPS,
+and the BFLOP/s the inference achieves (Darknet's FLOP count / inference time), also as a
+fraction of this machine's FP32 GEMM rate measured in the same run. Peers are timed on the same
+cfg and weights when installed: PyTorch eager and OpenCV DNN 4.x (network forward only, as they
+come). Writes a table to the terminal and fps.json, fps.csv and fps.png to --output.
+
+Without --weights the network gets random weights in Darknet format whose heads behave like a
+trained detector's (moderate logits, a few boxes over the threshold), so post-processing costs
+what it costs with real weights; speed does not depend on the weight values otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import gemm_gflops, machine_info, physical_cores  # noqa: E402
+from plot import plot  # noqa: E402
+
+# YOLOv3 paper, Table 3 / Figure 3 (Titan X, Darknet): ms per image; FPS as on the website.
+PAPER = [{"size": 320, "ms": 22.0, "fps_website": 45}, {"size": 416, "ms": 29.0, "fps_website": 35},
+         {"size": 608, "ms": 51.0, "fps_website": 20}]
+PAPER_DARKNET53_BFLOPS_PER_S = 1457  # Table 2: Darknet-53 backbone on a Titan X
+DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cfg", default="yolov3", help="built-in name or cfg file")
+    p.add_argument("--weights", default=None, help="Darknet .weights (default: random, see --help text)")
+    p.add_argument("--sizes", default="320,416,608", help="comma-separated input sizes")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes")
+    p.add_argument("--backends", default="onnxruntime,torch-eager,opencv-dnn",
+                   help="comma-separated: onnxruntime (the Detector), torch (the Detector on torch), "
+                        "torch-eager and opencv-dnn (peers, forward only)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--threads", type=int, default=physical_cores(), help="threads for every runtime")
+    p.add_argument("--image", default=str(DEFAULT_PHOTO), help="photo to detect in (a synthetic one if missing)")
+    p.add_argument("--output", default="runs/benchmarks", help="folder for fps.json, fps.csv, fps.png")
+    p.add_argument("--no-gemm", action="store_true", help="skip the GEMM ceiling measurement")
+    return p.parse_args(argv)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Wall-clock ms of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
+class Bench:
+    """Models, inputs and the measurements of one benchmark run."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path):
+        from yolov3_trt.darknet.builtin import load_cfg
+        from yolov3_trt.darknet.layers import build_network
+        from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+        from yolov3_trt.preprocess import read_image
+
+        self.args, self.workdir = args, workdir
+        self.cfg = load_cfg(args.cfg)
+        self.network = build_network(self.cfg)
+        self.cfg_path = workdir / "model.cfg"
+        from yolov3_trt.darknet.cfg import write_cfg
+        write_cfg(self.cfg, self.cfg_path)
+        if args.weights:
+            self.weights = Path(args.weights)
+        else:
+            self.weights = workdir / "random.weights"
+            write_darknet_weights(self.weights, self.network,
+                                  random_darknet_weights(self.network, 0, head_gain=0.1, objectness_bias=-6.0))
+        try:
+            self.image = read_image(args.image)
+        except Exception:
+            logging.warning("%s not readable: using a synthetic 768x576 image", args.image)
+            self.image = np.random.default_rng(0).integers(0, 256, (576, 768, 3), dtype=np.uint8)
+        self.rows: list[dict[str, Any]] = []
+
+    def bflops(self, size: int) -> float:
+        return sum(s.bflops for s in self.network.shapes(size, size))
+
+    def add(self, backend: str, precision: str, size: int, batch: int, totals: list[float],
+            parts: dict[str, list[float]] | None = None) -> None:
+        infer = parts["infer"] if parts else totals
+        p50_infer = percentile(infer, 50)
+        row = {"backend": backend, "precision": precision, "size": size, "batch": batch,
+               "p50_ms": percentile(totals, 50), "p90_ms": percentile(totals, 90), "p99_ms": percentile(totals, 99),
+               "preprocess_ms": percentile(parts["preprocess"], 50) if parts else None,
+               "infer_ms": p50_infer,
+               "postprocess_ms": percentile(parts["postprocess"], 50) if parts else None,
+               "fps": batch * 1e3 / percentile(totals, 50),
+               "bflops_per_s": self.bflops(size) * batch / (p50_infer / 1e3),
+               "scope": "end to end" if parts else "forward only"}
+        self.rows.append(row)
+
+    # ---- backends ------------------------------------------------------------------------
+
+    def detector(self, backend: str, size: int, batch: int) -> None:
+        from yolov3_trt.runtime.detector import Detector
+
+        if backend == "onnxruntime":
+            path = self.onnx(size)
+            detector = Detector(path, "onnxruntime", threads=self.args.threads)
+        else:
+            detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu",
+                                           threads=self.args.threads)
+        images = [self.image] * batch
+        parts: dict[str, list[float]] = {"preprocess": [], "infer": [], "postprocess": []}
+        totals: list[float] = []
+
+        def run() -> None:
+            detector.detect_batch(images)
+
+        for _ in range(self.args.warmup):
+            run()
+        for _ in range(self.args.runs):
+            run()
+            for key in parts:
+                parts[key].append(detector.last_timings[key])
+            totals.append(detector.last_timings["total"])
+        detector.close()
+        self.add(backend, "fp32", size, batch, totals, parts)
+
+    def torch_eager(self, size: int, batch: int) -> None:
+        import torch
+
+        torch.set_num_threads(self.args.threads)
+        model = self.torch_model()
+        x = torch.rand(batch, 3, size, size)
+
+        def run() -> None:
+            with torch.inference_mode():
+                model(x)
+
+        self.add("torch-eager", "fp32", size, batch, timed(run, self.args.warmup, self.args.runs))
+
+    def opencv_dnn(self, size: int, batch: int) -> None:
+        import cv2
+
+        if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
+            logging.warning("OpenCV %s has no Darknet importer: skipping opencv-dnn", cv2.__version__)
+            return
+        cv2.setNumThreads(self.args.threads)
+        net = cv2.dnn.readNetFromDarknet(str(self.cfg_path), str(self.weights))
+        names = net.getUnconnectedOutLayersNames()
+        blob = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+
+        def run() -> None:
+            net.setInput(blob)
+            net.forward(names)
+
+        self.add("opencv-dnn", "fp32", size, batch, timed(run, self.args.warmup, self.args.runs))
+
+    # ---- shared models -------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        from yolov3_trt.names import default_names
+        return default_names(self.network.heads()[0].classes)
+
+    def torch_model(self):
+        if not hasattr(self, "_torch_model"):
+            from yolov3_trt.model.yolov3 import YoloV3
+            self._torch_model = YoloV3(self.cfg).load_darknet_weights(self.weights).eval()
+        return self._torch_model
+
+    def onnx(self, size: int) -> Path:
+        path = self.workdir / f"fp32-{size}.onnx"
+        if not path.exists():
+            from yolov3_trt.export.onnx_export import export_onnx
+            export_onnx(self.torch_model(), path, self.names(), size=(size, size))
+        return path
+
+
+def table(rows: list[dict[str, Any]], gemm: float) -> str:
+    head = (f"{'backend':<12} {'prec':<5} {'size':>4} {'batch':>5} {'p50 ms':>8} {'p90':>8} {'p99':>8} "
+            f"{'pre':>6} {'infer':>8} {'post':>6} {'FPS':>7} {'BFLOP/s':>8} {'%GEMM':>6}  scope")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        pre = f"{r['preprocess_ms']:6.1f}" if r["preprocess_ms"] is not None else f"{'-':>6}"
+        post = f"{r['postprocess_ms']:6.1f}" if r["postprocess_ms"] is not None else f"{'-':>6}"
+        gemm_pct = f"{100 * r['bflops_per_s'] / gemm:5.0f}%" if gemm else f"{'-':>6}"
+        lines.append(f"{r['backend']:<12} {r['precision']:<5} {r['size']:>4} {r['batch']:>5} {r['p50_ms']:8.1f} "
+                     f"{r['p90_ms']:8.1f} {r['p99_ms']:8.1f} {pre} {r['infer_ms']:8.1f} {post} {r['fps']:7.2f} "
+                     f"{r['bflops_per_s']:8.1f} {gemm_pct}  {r['scope']}")
+    return "\n".join(lines)
+
+
+def paper_rows(bench: Bench, sizes: list[int]) -> list[dict[str, Any]]:
+    return [{"size": p["size"], "ms": p["ms"], "fps": 1e3 / p["ms"], "fps_website": p["fps_website"],
+             "bflops_per_s": bench.bflops(p["size"]) / (p["ms"] / 1e3)} for p in PAPER if p["size"] in sizes]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    batches = [int(b) for b in args.batch.split(",")]
+    backends = args.backends.split(",")
+    from yolov3_trt.fileio import atomic_path, atomic_write_json, atomic_write_text
+
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-fps-") as tmp:
+        bench = Bench(args, Path(tmp))
+        gemm = {} if args.no_gemm else gemm_gflops(args.threads)
+        best_gemm = max(gemm.values()) if gemm else 0.0
+        jobs = [(b, s, n) for s in sizes for b in backends for n in batches]
+        for backend, size, batch in tqdm(jobs, desc="fps", unit="config"):
+            if backend in ("onnxruntime", "torch"):
+                bench.detector(backend, size, batch)
+            elif backend == "torch-eager":
+                bench.torch_eager(size, batch)
+            elif backend == "opencv-dnn":
+                bench.opencv_dnn(size, batch)
+            else:
+                raise SystemExit(f"error: unknown backend {backend!r}")
+        paper = paper_rows(bench, sizes)
+    machine = machine_info()
+    title = (f"{args.cfg}, {'given' if args.weights else 'random'} weights, {machine['cpu']} "
+             f"({machine['cores']} cores, {args.threads} threads)")
+    print(title)
+    if gemm:
+        print("FP32 GEMM 4096x4096: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
+    print(table(bench.rows, best_gemm))
+    print("paper, Titan X (Darknet): " + ", ".join(
+        f"{p['size']}: {p['ms']:.0f} ms ({p['fps_website']} FPS on the website, {p['bflops_per_s']:.0f} BFLOP/s)"
+        for p in paper) + f"; Darknet-53 backbone {PAPER_DARKNET53_BFLOPS_PER_S} BFLOP/s")
+    out = Path(args.output)
+    result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *(argv or sys.argv[1:])]),
+              "title": title, "machine": machine, "threads": args.threads, "gemm_gflops": gemm,
+              "rows": bench.rows, "paper": paper, "paper_darknet53_bflops_per_s": PAPER_DARKNET53_BFLOPS_PER_S}
+    atomic_write_json(out / "fps.json", result)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(bench.rows[0]))
+    writer.writeheader()
+    writer.writerows(bench.rows)
+    atomic_write_text(out / "fps.csv", buffer.getvalue())
+    with atomic_path(out / "fps.png") as tmp_png:
+        plot(bench.rows, paper, best_gemm, title, tmp_png)
+    print(f"wrote {out / 'fps.json'}, {out / 'fps.csv'}, {out / 'fps.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The speed picture: FPS and achieved BFLOP/s per input size and backend, paper rows drawn in."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+import numpy as np  # noqa: E402
+
+
+def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: float, title: str,
+         path: Path) -> None:
+    """Grouped bars per size: FPS (left) and BFLOP/s (right); the paper's Titan X as markers."""
+    labels = sorted({(r["backend"], r["precision"], r["batch"]) for r in rows}, key=str)
+    sizes = sorted({r["size"] for r in rows})
+    x = np.arange(len(sizes))
+    width = 0.8 / max(len(labels), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for metric, ax, unit in (("fps", axes[0], "frames / s (log scale)"),
+                             ("bflops_per_s", axes[1], "BFLOP/s achieved in inference (log scale)")):
+        for i, label in enumerate(labels):
+            values = [next((r[metric] for r in rows if (r["backend"], r["precision"], r["batch"]) == label
+                            and r["size"] == s), np.nan) for s in sizes]
+            name = f"{label[0]} {label[1]}" + (f" b{label[2]}" if label[2] != 1 else "")
+            bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name)
+            ax.bar_label(bars, fmt="%.1f" if metric == "fps" else "%.0f", fontsize=7)
+        paper_values = [next((p[metric] for p in paper if p["size"] == s), np.nan) for s in sizes]
+        ax.plot(x, paper_values, "k*", markersize=12, label="paper: Titan X (Darknet)")
+        if metric == "bflops_per_s" and gemm:
+            ax.axhline(gemm, color="grey", linestyle="--", label=f"this CPU: FP32 GEMM {gemm:.0f} GFLOP/s")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(x, [f"{s}x{s}" for s in sizes])
+        ax.set_xlabel("input size")
+        ax.set_ylabel(unit)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,41 @@
+"""The benchmark scripts run and write well-formed results (tiny model, one run: no timing claims)."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_fps_script_writes_table_json_csv_png(tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes",
+                           "128,160", "--batch", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm",
+                           "--backends", "onnxruntime,torch,torch-eager,opencv-dnn", "--output", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "paper, Titan X (Darknet)" in done.stdout
+    result = json.loads((out / "fps.json").read_text())
+    rows = result["rows"]
+    assert {(r["backend"], r["size"], r["batch"]) for r in rows} == {
+        (b, s, n) for b in ("onnxruntime", "torch", "torch-eager", "opencv-dnn") for s in (128, 160) for n in (1, 2)}
+    for r in rows:
+        assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["fps"] > 0 and r["bflops_per_s"] > 0
+        if r["scope"] == "end to end":
+            assert r["preprocess_ms"] + r["infer_ms"] + r["postprocess_ms"] <= r["p99_ms"] * 1.01
+    assert len(list(csv.DictReader((out / "fps.csv").open()))) == len(rows)
+    assert (out / "fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ort_settings_script(tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ort_settings.py"), "--cfg", "yolov3-tiny",
+                           "--size", "128", "--runs", "1", "--warmup", "0", "--output", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "ort_settings.json").read_text())["results"]
+    assert results[0]["setting"] == "onnxruntime defaults" and len(results) == 9
+    assert (out / "ort_settings.png").exists()
