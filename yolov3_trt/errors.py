@@ -45,3 +45,15 @@ class CheckpointError(FileError):
 
 class ImageReadError(FileError):
     """An image, video or camera that cannot be read."""
+
+
+class DatasetError(FileError):
+    """A dataset file (label file, image list, COCO JSON) whose content is invalid.
+
+    The message names the file and, where the format has lines (YOLO labels, list files), the
+    line: ``data/labels/a.txt:3: class id 7 out of range (3 names in data/classes.names)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, line: int | None = None):
+        YoloV3TrtError.__init__(self, _where(path, line) + problem)
+        self.path, self.line, self.problem = path, line, problem

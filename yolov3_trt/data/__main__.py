@@ -1,0 +1,140 @@
+"""``python -m yolov3_trt.data``: summarise a dataset, or generate the synthetic one.
+
+    python -m yolov3_trt.data summary PATH [--names F] [--json OUT]
+    python -m yolov3_trt.data synthetic OUT --images N [--size S|WxH|MIN:MAX] [--seed K] [--val-fraction F]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from yolov3_trt.cli.common import make_parser, run
+from yolov3_trt.fileio import atomic_write_json
+
+
+def parse_image_size(text: str) -> int | tuple[int, int] | range:
+    """``S``, ``WxH`` or ``MIN:MAX`` (each side drawn per image) -> a synthetic ``size`` argument."""
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+            size: int | tuple[int, int] | range = range(lo, hi + 1)
+            sides = [lo, hi]
+            if hi < lo:
+                raise argparse.ArgumentTypeError(f"{text!r}: MIN must not exceed MAX")
+        elif "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+            size, sides = (w, h), [w, h]
+        else:
+            size = int(text)
+            sides = [size]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected S, WxH or MIN:MAX, got {text!r}") from None
+    if min(sides) < 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: image sides must be >= 32 px")
+    return size
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
+    return value
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a human-readable table."""
+    lines = [f"dataset {summary['source']}: {summary['images']} images, {summary['boxes']} boxes, "
+             f"{summary['classes']} classes, {summary['images_without_boxes']} images without boxes"]
+    for key, label in (("box_width", "box width "), ("box_height", "box height")):
+        stats = summary[key]
+        if stats is not None:
+            lines.append(f"{label} (fraction of image): min {stats['min']:.4f}  median {stats['median']:.4f}  "
+                         f"max {stats['max']:.4f}")
+    area = summary["coco_area"]
+    if area is not None:
+        lines.append(f"COCO sizes: small {area['small']}  medium {area['medium']}  large {area['large']}"
+                     + (f"  unknown {area['unknown']}" if area["unknown"] else ""))
+    width = max([len(c["name"]) for c in summary["per_class"]] + [5])
+    lines.append(f"{'id':>4}  {'class':<{width}}  {'boxes':>8}  {'images':>8}")
+    lines += [f"{c['id']:>4}  {c['name']:<{width}}  {c['boxes']:>8}  {c['images']:>8}" for c in summary["per_class"]]
+    return "\n".join(lines)
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from yolov3_trt.data.dataset import load_dataset
+
+    summary = load_dataset(args.path, args.names).summary()
+    if args.json == "-":
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(format_summary(summary))
+    if args.json is not None:
+        atomic_write_json(args.json, summary)
+    return 0
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from yolov3_trt.data.synthetic import generate
+
+    dataset = generate(args.output, args.images, size=args.size, seed=args.seed, max_objects=args.max_objects,
+                       val_fraction=args.val_fraction, image_format=args.format, overwrite=args.overwrite,
+                       progress=not args.quiet)
+    boxes = sum(len(s.classes) for s in dataset.samples)
+    print(f"wrote {len(dataset)} images with {boxes} objects to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("python -m yolov3_trt.data", "Summarise a detection dataset or generate the synthetic one.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    verbose = dict(action="store_true", default=argparse.SUPPRESS, help="log debug messages")
+
+    summary = commands.add_parser("summary", help="image, box and per-class counts, box sizes",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    summary.add_argument("path", metavar="PATH", help="YOLO folder, image list .txt, or COCO .json")
+    summary.add_argument("--names", default=None, metavar="PATH",
+                         help="class names file (default: classes.names or *.names beside the data)")
+    summary.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON ('-': stdout)")
+    summary.add_argument("-v", "--verbose", **verbose)
+    summary.set_defaults(func=_summary)
+
+    synth = commands.add_parser("synthetic", help="generate the shapes dataset (YOLO + COCO files)",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    synth.add_argument("output", metavar="OUT", help="output folder (new or empty)")
+    synth.add_argument("--images", type=_count, required=True, metavar="N", help="number of images")
+    synth.add_argument("--size", type=parse_image_size, default=416, metavar="S|WxH|MIN:MAX",
+                       help="image size; MIN:MAX draws each side per image")
+    synth.add_argument("--seed", type=int, default=0, help="same seed, same files")
+    synth.add_argument("--max-objects", type=_count, default=10, metavar="N", help="objects per image at most")
+    synth.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
+                       help="also write train/val lists and COCO files with this fraction in val")
+    synth.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")
+    synth.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.add_argument("-v", "--verbose", **verbose)
+    synth.set_defaults(func=_synthetic)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
