@@ -1,0 +1,167 @@
+"""``python -m yolov3_trt.evaluate``: accuracy of a model on a labelled set.
+
+Runs the model over every image of DATA (a YOLO-format folder or list file, or a COCO JSON),
+then reports COCO mAP through pycocotools and the YOLOv3 paper's proposed global AP and
+per-image AP (definitions in ``yolov3_trt/evaluate/metrics.py``). Writes the metrics as JSON and
+a precision/recall plot to --output.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
+from ..errors import YoloV3TrtError
+from ..fileio import atomic_write_json
+from .metrics import Evaluation, coco_metrics
+from .plots import plot_pr_curves
+from .runner import run_detector
+
+logger = logging.getLogger(__name__)
+DEFAULT_CONF = 0.005  # mAP integrates the whole PR curve: keep low-score detections (COCO practice)
+DEFAULT_MAX_DET = 100  # COCO's maxDets
+TABLE = (("map", "mAP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "APs"),
+         ("ap_medium", "APm"), ("ap_large", "APl"), ("ar100", "AR@100"), ("global_ap50", "global AP50"),
+         ("global_ap", "global AP@[.50:.95]"), ("per_image_ap50", "per-image AP50"),
+         ("per_image_ap", "per-image AP@[.50:.95]"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("python -m yolov3_trt.evaluate", "accuracy of a model on a labelled set: COCO mAP "
+                         "(pycocotools) and the YOLOv3 paper's global and per-image AP")
+    parser.add_argument("data", nargs="?", metavar="DATA",
+                        help="labelled set: YOLO-format folder or list file, or COCO JSON (or --data)")
+    add_model_args(parser)
+    add_runtime_args(parser)
+    add_postprocess_args(parser, DEFAULT_CONF, None, DEFAULT_MAX_DET)
+    g = parser.add_argument_group("data and output")
+    g.add_argument("--data", dest="data_flag", default=None, metavar="PATH", help="the labelled set, as DATA")
+    g.add_argument("--data-names", default=None, metavar="PATH",
+                   help="class names file for the dataset (default: the names file beside it, or "
+                   "COCO's categories)")
+    g.add_argument("--batch", type=_positive_int, default=8, metavar="N", help="images per inference call")
+    g.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="evaluate the first N images only")
+    g.add_argument("--output", default="runs/evaluate", metavar="DIR", help="folder for metrics.json and pr_curve.png")
+    g.add_argument("--json", default=None, metavar="PATH", help="metrics JSON (default: OUTPUT/metrics.json)")
+    g.add_argument("--plot-classes", type=int, default=5, metavar="N",
+                   help="classes drawn beside the class-agnostic curve (most labelled first)")
+    return parser
+
+
+def _data_path(args: argparse.Namespace) -> str:
+    if args.data and args.data_flag and args.data != args.data_flag:
+        raise UsageError(f"two datasets given: DATA {args.data} and --data {args.data_flag}")
+    data = args.data or args.data_flag
+    if not data:
+        raise UsageError("no dataset: give DATA (YOLO-format folder or list file, or COCO JSON)")
+    return data
+
+
+def _load(args: argparse.Namespace, data: str):
+    """The dataset and its first --limit samples."""
+    from ..data.dataset import load_dataset
+
+    dataset = load_dataset(data, names=args.data_names)
+    if not dataset.samples:
+        raise YoloV3TrtError(f"{data}: no images in the dataset")
+    return dataset, dataset.samples[:args.limit] if args.limit else list(dataset.samples)
+
+
+def _check_classes(data: str, dataset_names: Sequence[str], model_names: Sequence[str], model: str) -> None:
+    if len(dataset_names) != len(model_names):
+        raise YoloV3TrtError(f"{data}: the dataset has {len(dataset_names)} classes but the model {model} has "
+                             f"{len(model_names)}; check the dataset's names file, or give --data-names")
+    differ = [(i, a, b) for i, (a, b) in enumerate(zip(dataset_names, model_names)) if a != b]
+    if differ:
+        i, a, b = differ[0]
+        logger.warning("%d class names differ between dataset and model (class %d: %r vs %r); "
+                       "comparing by class id", len(differ), i, a, b)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a metric without ground truth) -> None, recursively, so the JSON stays standard."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _format(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def _model_description(args: argparse.Namespace, detector) -> dict[str, Any]:
+    source = args.model or args.checkpoint or f"{args.cfg or 'yolov3'} + {args.weights}"
+    return {"path": str(source), "backend": detector.backend, "input_size": list(detector.input_size),
+            "num_classes": len(detector.names), "conf": detector.conf, "iou": detector.iou,
+            "max_det": detector.max_det}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..detect import build_detector
+
+    data = _data_path(args)
+    dataset, samples = _load(args, data)
+    detector = build_detector(args)
+    with detector:
+        model = _model_description(args, detector)
+        _check_classes(data, dataset.names, detector.names, model["path"])
+        ground_truth, predictions, sizes, seconds = run_detector(detector, samples, args.batch)
+    counts = np.bincount(np.concatenate([c for _, c in ground_truth]).astype(np.int64),
+                         minlength=len(dataset.names))
+    if not counts.sum():
+        raise YoloV3TrtError(f"{data}: no labelled boxes in the {len(sizes)} images evaluated")
+    coco = coco_metrics(ground_truth, predictions, sizes, len(dataset.names))
+    evaluation = Evaluation(ground_truth, predictions)
+    per_class = [{"name": name, "boxes": int(n), "ap": c["ap"], "ap50": c["ap50"]}
+                 for name, n, c in zip(dataset.names, counts, coco.pop("per_class"))]
+    metrics = {**coco, **evaluation.global_ap(), **evaluation.per_image_ap()}
+
+    output = Path(args.output)
+    json_path = Path(args.json) if args.json else output / "metrics.json"
+    plot_path = output / "pr_curve.png"
+    shown = [int(k) for k in np.argsort(-counts, kind="stable")[:max(args.plot_classes, 0)] if counts[k]]
+    curves = [evaluation.pr_curve(None, label="all classes (global)")]
+    curves += [evaluation.pr_curve(k, label=dataset.names[k]) for k in shown]
+    plot_pr_curves(curves, plot_path, title=f"{Path(model['path']).name} on {Path(data).name} (IoU 0.5)")
+    command = "python -m yolov3_trt.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    report = {"metrics": metrics, "per_class": per_class, "model": model,
+              "dataset": {"path": str(data), "source": dataset.source, "images": len(sizes),
+                          "boxes": int(counts.sum()), "names": list(dataset.names)},
+              "timing": {"detect_seconds": seconds, "images_per_second": len(sizes) / seconds if seconds else None},
+              "command": command, "pr_curve": str(plot_path)}
+    atomic_write_json(json_path, _json_safe(report))
+
+    print(f"{len(sizes)} images, {int(counts.sum())} boxes, {len(dataset.names)} classes; "
+          f"{model['backend']}, conf {detector.conf}, iou {detector.iou}, max-det {detector.max_det}")
+    for key, label in TABLE:
+        print(f"  {label:<24} {_format(metrics[key])}")
+    print(f"  per-image AP over {metrics['per_image_images']} images "
+          f"({metrics['per_image_excluded']} without labels left out)")
+    print(f"metrics in {json_path}, precision/recall curves in {plot_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
