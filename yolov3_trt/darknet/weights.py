@@ -102,16 +102,25 @@ def read_header(path: str | os.PathLike) -> DarknetHeader:
     return DarknetHeader(major, minor, revision, seen)
 
 
-def read_darknet_weights(path: str | os.PathLike, network: Network
+def read_darknet_weights(path: str | os.PathLike, network: Network, *, prefix: bool = False
                          ) -> tuple[DarknetHeader, dict[int, dict[str, np.ndarray]]]:
     """Read ``path`` for ``network``: the header and, per conv layer index, its float32 arrays.
 
     Raises DarknetWeightsError when the file size differs from what the cfg implies, stating the
     bytes expected and found (the usual cause: a cfg with another class count or filters).
+    With ``prefix=True`` the file may instead hold exactly the first k conv layers (Darknet's
+    backbone files, e.g. ``darknet53.conv.74``, written by ``darknet partial``); only those
+    layers are returned.
     """
     path = Path(path)
     header = read_header(path)
+    layouts = conv_layouts(network)
     expected, found = expected_size(network, header), path.stat().st_size
+    if prefix and found < expected:
+        ends = np.cumsum([4 * layout.values for layout in layouts]) + header.nbytes
+        count = int(np.searchsorted(ends, found)) + 1
+        if count <= len(layouts) and ends[count - 1] == found:
+            layouts, expected = layouts[:count], found
     if found != expected:
         what = "truncated" if found < expected else "oversized"
         raise DarknetWeightsError(
@@ -120,7 +129,7 @@ def read_darknet_weights(path: str | os.PathLike, network: Network
     data = np.fromfile(path, dtype="<f4", offset=header.nbytes)
     layers: dict[int, dict[str, np.ndarray]] = {}
     pos = 0
-    for layout in conv_layouts(network):
+    for layout in layouts:
         arrays = {}
         for key in layout.keys:
             n = int(np.prod(layout.shape(key)))

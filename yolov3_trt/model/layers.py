@@ -8,6 +8,10 @@ from torch import nn
 from ..darknet.layers import ConvSpec, MaxPoolSpec, SoftmaxSpec, UpsampleSpec, YoloSpec
 
 LEAKY_SLOPE = 0.1  # Darknet's leaky activation
+# Running-statistics update per training step. Darknet uses 0.01, which needs ~500 steps before
+# the statistics used at inference match the weights; 0.03 settles in ~150, so short fine-tuning
+# runs evaluate correctly, and long runs end in the same place.
+BN_MOMENTUM = 0.03
 
 
 def activation(name: str) -> nn.Module:
@@ -28,7 +32,7 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, spec.filters, spec.size, spec.stride, spec.padding,
                               groups=spec.groups, bias=not spec.batch_normalize)
-        self.bn = nn.BatchNorm2d(spec.filters, eps=bn_eps, momentum=0.01) if spec.batch_normalize else None
+        self.bn = nn.BatchNorm2d(spec.filters, eps=bn_eps, momentum=BN_MOMENTUM) if spec.batch_normalize else None
         self.act = activation(spec.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Training: Darknet's YOLOv3 loss, the loop (EMA, AMP, accumulation, DDP) and its CLI."""
