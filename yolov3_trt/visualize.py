@@ -6,7 +6,7 @@ class keeps its colour across frames, runs and machines.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np

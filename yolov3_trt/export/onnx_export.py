@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import warnings
-from pathlib import Path
 from typing import Sequence
 
 import onnx
