@@ -130,3 +130,23 @@ def test_tiny_model_overfits_a_few_synthetic_images(tmp_path):
     history, _ = _history(out / "last.pt")
     assert history[-1]["val_AP50"] > 0.9
     assert history[-1]["loss"] < history[0]["loss"] / 3
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "give --data PATH"),
+    (["--data", "{tmp}/missing"], "missing: no such file or folder"),
+    (["--data", "{bad}"], "dog.txt:1: class id 7 out of range"),
+    (["--data", "{shapes}", "--weights", "{tmp}/nope.weights"], "nope.weights: no such weights file"),
+])
+def test_train_cli_errors(argv, words, shapes, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    (bad / "labels").mkdir()
+    (bad / "images" / "dog.png").write_bytes((shapes / "images" / "000000.png").read_bytes())
+    (bad / "labels" / "dog.txt").write_text("7 0.5 0.5 0.1 0.1\n")
+    (bad / "classes.names").write_text("a\nb\n")
+    argv = [a.format(tmp=tmp_path, bad=bad, shapes=shapes) for a in argv]
+    assert run(train_main, [*argv, "--cfg", "yolov3-tiny", "--epochs", "1", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert not (tmp_path / "out" / "last.pt").exists()
