@@ -379,3 +379,173 @@ def test_pre_nms_top_k_none_means_no_cap() -> None:
             np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="pre_nms_top_k"):
         postprocess(outputs, HEADS, NET, pre_nms_top_k=0)
+
+
+# ---------------------------------------------------------------- bit-identity of the fast paths
+
+
+COCO_HEADS = tuple(YoloHead(layer=82 + 12 * i, anchors=anchors, classes=80) for i, anchors in enumerate(
+    (((116.0, 90.0), (156.0, 198.0), (373.0, 326.0)), ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),
+     ((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)))))
+
+
+def trained_like_outputs(rng: np.random.Generator, size: int, batch: int = 2) -> list[np.ndarray]:
+    """yolov3 heads at ``size`` as a trained COCO model leaves them: objectness logits mostly in
+    -10..-6, a dozen confident boxes, a few hundred weak ones, class logits mostly negative."""
+    outs = []
+    for i, head in enumerate(COCO_HEADS):
+        g = size // (32 >> i)
+        out = rng.normal(0.0, 1.5, (batch, 3, 85, g, g)).astype(np.float32)
+        out[:, :, 4] = rng.uniform(-10, -6, (batch, 3, g, g))
+        out[:, :, 5:] = rng.uniform(-12, -3, (batch, 3, 80, g, g))
+        for b in range(batch):
+            n = 100 * (i + 1)  # weak boxes, objectness ~0.01..0.3
+            a, y, x = rng.integers(3, size=n), rng.integers(g, size=n), rng.integers(g, size=n)
+            out[b, a, 4, y, x] = rng.uniform(-4.5, -1, n)
+            for _ in range(12):  # confident boxes, some in neighbouring cells (NMS has work)
+                a, y, x = rng.integers(3), rng.integers(g - 1), rng.integers(g - 1)
+                cls = 5 + rng.integers(80)
+                out[b, a, 4, y:y + 2, x:x + 2] = rng.uniform(1, 6)
+                out[b, a, cls, y:y + 2, x:x + 2] = rng.uniform(2, 8)
+        outs.append(out.reshape(batch, 255, g, g))
+    return outs
+
+
+def reference_decode_all(outputs, heads, input_size):
+    """The decode postprocess used to run on every candidate (float64 boxes over whole heads)."""
+    net_w, net_h = input_size
+    all_boxes, all_obj, all_cls = [], [], []
+    for raw, head in zip(outputs, heads):
+        batch, _, height, width = raw.shape
+        anchors = np.asarray(head.anchors, dtype=np.float64)
+        pred = raw.reshape(batch, len(anchors), 5 + head.classes, height, width).transpose(0, 3, 4, 1, 2)
+        t = pred[..., :5].astype(np.float64)
+        cy, cx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
+        with np.errstate(over="ignore"):
+            bx = (sigmoid(t[..., 0]) + cx[None, :, :, None]) / width * net_w
+            by = (sigmoid(t[..., 1]) + cy[None, :, :, None]) / height * net_h
+            bw = anchors[:, 0] * np.exp(t[..., 2])
+            bh = anchors[:, 1] * np.exp(t[..., 3])
+        boxes = np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
+        all_boxes.append(boxes.reshape(batch, -1, 4))
+        all_obj.append(sigmoid(t[..., 4]).astype(np.float32).reshape(batch, -1))
+        all_cls.append(pred[..., 5:].reshape(batch, -1, head.classes))
+    return (np.concatenate(all_boxes, axis=1).astype(np.float32), np.concatenate(all_obj, axis=1),
+            np.concatenate(all_cls, axis=1))
+
+
+def reference_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """The sequential greedy NMS: one kept box at a time, float64 IoU."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    keep = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        inter = (np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0.0)
+                 * np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            order = rest[~(inter / (areas[best] + areas[rest] - inter) > iou)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def reference_batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> np.ndarray:
+    if len(scores) == 0:
+        return np.empty(0, np.int64)
+    keep = np.concatenate([np.flatnonzero(classes == c)[reference_nms(boxes[classes == c], scores[classes == c], iou)]
+                           for c in np.unique(classes)])
+    return keep[np.lexsort((keep, -scores[keep].astype(np.float64)))]
+
+
+def reference_postprocess(outputs, heads, input_size, conf, iou, max_det, top_k):
+    """Decode everything, then every (box, class) above conf, top-k by score, per-class NMS."""
+    boxes, obj, logits = reference_decode_all(outputs, heads, input_size)
+    results = []
+    for b in range(len(boxes)):
+        scores = obj[b][:, None] * sigmoid(logits[b]).astype(np.float32)
+        box_index, class_ids = np.nonzero(scores > np.float32(conf))
+        cand = scores[box_index, class_ids]
+        if top_k is not None and len(cand) > top_k:
+            best = np.sort(np.argsort(-cand.astype(np.float64), kind="stable")[:top_k])
+            box_index, class_ids, cand = box_index[best], class_ids[best], cand[best]
+        keep = reference_batched_nms(boxes[b][box_index], cand, class_ids, iou)[:max_det]
+        results.append((boxes[b][box_index[keep]], cand[keep], class_ids[keep].astype(np.int32)))
+    return results
+
+
+def assert_identical(got, expected) -> None:
+    for (gb, gs, gc), (eb, es, ec) in zip(got, expected, strict=True):
+        assert gb.dtype == np.float32 and gs.dtype == np.float32 and gc.dtype == np.int32
+        assert np.array_equal(gb, eb) and np.array_equal(gs, es) and np.array_equal(gc, ec)
+
+
+def test_decode_is_bit_identical_to_whole_head_decode() -> None:
+    for outputs, heads, net in ((random_outputs(np.random.default_rng(4)), HEADS, NET),
+                                (trained_like_outputs(np.random.default_rng(4), 416, batch=1), COCO_HEADS, (416, 416))):
+        boxes, obj, cls = decode(outputs, heads, net)
+        ref_boxes, ref_obj, ref_logits = reference_decode_all(outputs, heads, net)
+        assert np.array_equal(boxes, ref_boxes) and np.array_equal(obj, ref_obj)
+        assert np.array_equal(cls, sigmoid(ref_logits).astype(np.float32))
+
+
+@pytest.mark.parametrize("size", [416, 608])
+@pytest.mark.parametrize("conf, top_k", [(0.5, 4096), (0.25, 4096), (0.005, 4096), (0.005, 150), (0.005, None)])
+def test_postprocess_is_bit_identical_on_trained_like_heads(size: int, conf: float, top_k: int | None) -> None:
+    outputs = trained_like_outputs(np.random.default_rng(size + int(conf * 1000)), size)
+    got = postprocess(outputs, COCO_HEADS, (size, size), conf=conf, iou=0.45, max_det=300, pre_nms_top_k=top_k)
+    assert_identical(got, reference_postprocess(outputs, COCO_HEADS, (size, size), conf, 0.45, 300, top_k))
+    assert len(got[0][0]) > 10  # something survived
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_postprocess_is_bit_identical_on_noise(seed: int) -> None:
+    outputs = random_outputs(np.random.default_rng(100 + seed), batch=3)
+    for conf in (0.05, 0.3, 0.7):
+        got = postprocess(outputs, HEADS, NET, conf=conf, iou=0.5, max_det=50, pre_nms_top_k=64)
+        assert_identical(got, reference_postprocess(outputs, HEADS, NET, conf, 0.5, 50, 64))
+
+
+@pytest.mark.parametrize("sizes", [(1,), (2, 1, 3), (127, 128, 129), (300,), (40,) * 20, (5, 260, 1, 90)])
+@pytest.mark.parametrize("iou", [0.3, 0.45, 0.7])
+def test_batched_nms_equals_sequential_greedy(sizes: tuple[int, ...], iou: float) -> None:
+    # Class sizes on both sides of the pairwise / sequential switch, quantised scores (ties),
+    # clustered boxes (long suppression chains) and a few empty boxes (NaN IoU).
+    rng = np.random.default_rng(sum(sizes) + int(iou * 100))
+    classes = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
+    n = len(classes)
+    centres = rng.uniform(0, 60, (n, 2))
+    sides = rng.uniform(5, 30, (n, 2))
+    boxes = np.concatenate([centres - sides / 2, centres + sides / 2], axis=1).astype(np.float32)
+    empty = rng.random(n) < 0.03
+    boxes[empty, 2:] = boxes[empty, :2]
+    scores = (rng.integers(0, 20, n) / 20).astype(np.float32)
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, iou),
+                                  reference_batched_nms(boxes, scores, classes, iou))
+    np.testing.assert_array_equal(nms(boxes, scores, iou), reference_nms(boxes, scores, iou))
+
+
+@pytest.mark.parametrize("n", [100, 200])  # pairwise and sequential NMS
+def test_nms_long_suppression_chain(n: int) -> None:
+    # Box i overlaps box i+1 (IoU 2/3) but not box i+2 (IoU 3/7): greedy keeps every other box,
+    # each decision depending on the one before.
+    x = np.arange(n) * 2.0
+    boxes = np.stack([x, np.zeros(n), x + 10, np.full(n, 10.0)], axis=1)
+    scores = np.linspace(1.0, 0.5, n)
+    np.testing.assert_array_equal(nms(boxes, scores, 0.45), np.arange(0, n, 2))
+    np.testing.assert_array_equal(batched_nms(boxes, scores, np.zeros(n, np.int64), 0.45), np.arange(0, n, 2))
+
+
+def test_batched_nms_without_pairwise_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Too many same-class pairs for one batch: every class takes the sequential loop.
+    import yolov3_trt.postprocess as module
+
+    monkeypatch.setattr(module, "_PAIRWISE_PAIRS_MAX", 10)
+    rng = np.random.default_rng(8)
+    classes = rng.integers(0, 6, 150)
+    boxes = random_boxes(rng, 150, np.float32) / 3
+    scores = (rng.integers(0, 10, 150) / 10).astype(np.float32)
+    for iou in (0.2, 0.5):
+        np.testing.assert_array_equal(batched_nms(boxes, scores, classes, iou),
+                                      reference_batched_nms(boxes, scores, classes, iou))

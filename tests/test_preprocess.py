@@ -262,3 +262,147 @@ def test_read_image_errors(tmp_path: Path) -> None:
         read_image(tmp_path / "empty.png")
     with pytest.raises(ImageReadError, match="folder"):
         read_image(tmp_path)
+
+
+# ---------------------------------------------------------------- bit-exactness of the fast path
+
+
+def reference_resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The straightforward numpy ``resize_image`` (HWC, float32) that preprocess replaced; it
+    matches darknet_resize_image above and is the reference for bit-identity here."""
+    def samples(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if src == 1 or dst == 1:
+            last = np.full(dst, src - 1, dtype=np.intp)
+            return last, last, np.zeros(dst, f32)
+        pos = np.arange(dst, dtype=f32) * (f32(src - 1) / f32(dst - 1))
+        i0 = pos.astype(np.intp)
+        frac = pos - i0.astype(f32)
+        i0[-1], frac[-1] = src - 1, f32(0)
+        return i0, np.minimum(i0 + 1, src - 1), frac
+
+    unit = rgb.astype(f32) / f32(255)
+    y0, y1, fy = samples(rgb.shape[0], height)
+    x0, x1, fx = samples(rgb.shape[1], width)
+    fx = fx[None, :, None]
+    part = unit[:, x0] * (f32(1) - fx) + unit[:, x1] * fx
+    fy = fy[:, None, None]
+    return part[y0] * (f32(1) - fy) + part[y1] * fy
+
+
+def reference_letterbox(rgb: np.ndarray, net: tuple[int, int]) -> np.ndarray:
+    new_w, new_h = letterbox_size((rgb.shape[1], rgb.shape[0]), net)
+    dx, dy = (net[0] - new_w) // 2, (net[1] - new_h) // 2
+    out = np.full((net[1], net[0], 3), 0.5, f32)
+    out[dy:dy + new_h, dx:dx + new_w] = reference_resize(rgb, new_w, new_h)
+    return out
+
+
+def reference_blob(images: list[np.ndarray], net: tuple[int, int], mode: str = "letterbox") -> np.ndarray:
+    """What preprocess returned before: to_rgb, HWC resize, then transpose into the blob."""
+    prepare = reference_letterbox if mode == "letterbox" else (lambda rgb, size: reference_resize(rgb, *size))
+    return np.stack([prepare(to_rgb(image), net).transpose(2, 0, 1) for image in images])
+
+
+def test_reference_resize_is_darknet() -> None:
+    rgb = random_rgb(np.random.default_rng(9), 23, 17)
+    chw = (rgb.astype(np.float64) / 255.0).astype(f32).transpose(2, 0, 1)
+    for size in ((40, 31), (11, 8), (1, 5), (23, 17)):
+        np.testing.assert_allclose(reference_resize(rgb, *size), darknet_resize_image(chw, *size).transpose(1, 2, 0),
+                                   rtol=0, atol=1e-6)
+
+
+def test_byte_table_is_the_float32_division() -> None:
+    from yolov3_trt.preprocess import _UNIT_TABLE
+
+    byte = np.arange(256, dtype=np.uint8)
+    looked_up = cv2.LUT(byte.reshape(16, 16), _UNIT_TABLE).ravel()
+    assert looked_up.dtype == np.float32
+    np.testing.assert_array_equal(looked_up, byte.astype(f32) / f32(255))
+    np.testing.assert_array_equal(looked_up, (byte / 255.0).astype(f32))  # Darknet's double quotient
+
+
+@pytest.mark.parametrize("mode", ["letterbox", "resize"])
+def test_fast_path_is_bit_identical_on_random_sizes(mode: str) -> None:
+    rng = np.random.default_rng(42 if mode == "letterbox" else 43)
+    sizes = [(1, 1), (1, 9), (9, 1), (2, 2), (3, 500), (500, 3)] + [tuple(rng.integers(1, 260, 2)) for _ in range(40)]
+    for src_w, src_h in sizes:
+        net = tuple(int(v) for v in rng.integers(1, 200, 2))
+        image = random_rgb(rng, int(src_w), int(src_h))
+        blob, _ = preprocess([image], net, mode=mode)
+        assert np.array_equal(blob, reference_blob([image], net, mode)), ((src_w, src_h), net)
+
+
+@pytest.mark.parametrize("src, net", [((768, 576), (416, 416)), ((1920, 1080), (608, 608)),
+                                      ((1920, 1080), (416, 416)), ((640, 480), (416, 416)),
+                                      ((480, 640), (608, 608)), ((300, 200), (416, 416)),  # upscale
+                                      ((416, 416), (416, 416)), ((1280, 720), (320, 256))])
+def test_fast_path_is_bit_identical_on_camera_sizes(src: tuple[int, int], net: tuple[int, int]) -> None:
+    image = random_rgb(np.random.default_rng(src[0] + net[0]), *src)
+    for mode in ("letterbox", "resize"):
+        assert np.array_equal(preprocess([image], net, mode=mode)[0], reference_blob([image], net, mode))
+    rgb = image[:, :, ::-1].copy()
+    assert np.array_equal(letterbox(rgb, net)[0], reference_letterbox(rgb, net))
+    assert np.array_equal(resize(rgb, net)[0], reference_resize(rgb, *net))
+
+
+@pytest.mark.skipif(not DOG.is_file(), reason=f"{DOG} not found")
+def test_fast_path_is_bit_identical_on_dog() -> None:
+    image = read_image(DOG)
+    for net in ((416, 416), (608, 608), (320, 320)):
+        assert np.array_equal(preprocess([image], net)[0], reference_blob([image], net))
+    # Same geometry again: the cached index and weight arrays are reused, not modified.
+    assert np.array_equal(preprocess([image, image], (416, 416))[0], reference_blob([image, image], (416, 416)))
+
+
+def test_fast_path_is_bit_identical_for_every_layout() -> None:
+    rng = np.random.default_rng(17)
+    bgr = random_rgb(rng, 57, 41)
+    alpha = rng.integers(0, 256, (41, 57, 1), dtype=np.uint8)
+    images = [bgr, bgr[:, :, 0], bgr[:, :, :1], np.concatenate([bgr, alpha], axis=2),
+              bgr.astype(np.uint16) * 257 + 3, bgr[::2, ::-1], np.asfortranarray(bgr)]
+    for order in ("bgr", "rgb"):
+        blob, transforms = preprocess(images, (64, 48), channel_order=order)
+        expected = np.stack([reference_letterbox(to_rgb(im, order), (64, 48)).transpose(2, 0, 1) for im in images])
+        assert np.array_equal(blob, expected)
+        assert [t.src_width for t in transforms] == [im.shape[1] for im in images]
+
+
+def test_gather_fallback_beyond_remap_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # cv2.remap takes images and maps below 32767 pixels a side; beyond, a numpy gather is used.
+    wide = random_rgb(np.random.default_rng(5), 33000, 3)
+    assert np.array_equal(preprocess([wide], (64, 32))[0], reference_blob([wide], (64, 32)))
+    import yolov3_trt.preprocess as module
+
+    monkeypatch.setattr(module, "_SHRT_MAX", 16)  # force the fallback on ordinary sizes
+    rng = np.random.default_rng(6)
+    for image in (random_rgb(rng, 50, 37), random_rgb(rng, 37, 50)[:, :, 0]):
+        for mode in ("letterbox", "resize"):
+            assert np.array_equal(preprocess([image], (40, 24), mode=mode)[0],
+                                  reference_blob([image], (40, 24), mode))
+
+
+def test_cached_geometry_is_read_only() -> None:
+    from yolov3_trt.preprocess import _remap_maps, _resize_plan
+
+    preprocess([random_rgb(np.random.default_rng(1), 30, 20)], (32, 32))
+    plan = _resize_plan(30, 20, 32, 21)
+    assert plan.block >= 1
+    for array in (plan.rows, plan.x0, plan.x1, plan.wx0, plan.wx1, plan.wy0, plan.wy1, *_remap_maps(30, 20, 32, 21)):
+        assert not array.flags.writeable
+
+
+def test_any_block_size_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Output rows are computed a cache-sized block at a time; one row per block changes nothing.
+    import yolov3_trt.preprocess as module
+
+    image = random_rgb(np.random.default_rng(12), 71, 53)
+    expected = reference_blob([image], (48, 40))
+    monkeypatch.setattr(module, "_BLOCK_BYTES", 1)
+    module._resize_plan.cache_clear()
+    module._remap_maps.cache_clear()
+    try:
+        assert module._resize_plan(71, 53, 48, 35).block == 1
+        assert np.array_equal(preprocess([image], (48, 40))[0], expected)
+    finally:
+        module._resize_plan.cache_clear()
+        module._remap_maps.cache_clear()

@@ -10,8 +10,13 @@ Darknet semantics (``yolo_layer.c``, ``box.c``), matched exactly:
 - per-class greedy NMS: a box is suppressed when its IoU with a kept box of the same class is
   strictly above the threshold.
 
-Clarity and exactness come before speed here; sigmoids are evaluated in float64 and rounded to
-float32 (as Darknet's ``1./(1. + exp(-x))``), boxes in float64.
+Exactness comes first: sigmoids are evaluated in float64 and rounded to float32 (as Darknet's
+``1./(1. + exp(-x))``), boxes in float64. Speed comes from doing less, never from computing
+differently: :func:`postprocess` takes ``sigmoid(obj)`` of every candidate but decodes boxes and
+class sigmoids only where ``obj > conf`` (no other row can score above ``conf``), and NMS gets
+the IoUs of all same-class pairs in one vectorised step. Each value still comes from the same
+element-wise float64 formula as in :func:`decode` (one helper each for boxes, sigmoid and IoU),
+so the detections are bit-identical to decoding everything.
 """
 from __future__ import annotations
 
@@ -88,45 +93,57 @@ def _check_outputs(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> 
     return int(batch), classes
 
 
-def _decode_head(raw: np.ndarray, head: YoloHead, net_w: int, net_h: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One head ``(B, A*(5+C), H, W)`` -> boxes ``(B, H*W*A, 4)`` xyxy float64 in net pixels,
-    objectness ``(B, H*W*A)`` float32, and the class *logits* ``(B, H*W*A, C)`` (a view, not
-    yet through the sigmoid, so callers can evaluate only the rows they need).
-
-    Candidates are ordered cell ``i = y*W + x``, then anchor ``a``.
-    """
-    batch, _, height, width = raw.shape
-    anchors = np.asarray(head.anchors, dtype=np.float64)  # (A, 2) as (pw, ph)
-    num_anchors = len(anchors)
-    # (B, A, 5+C, H, W) -> (B, H, W, A, 5+C): Darknet's loop order is cell, then anchor.
-    pred = raw.reshape(batch, num_anchors, 5 + head.classes, height, width).transpose(0, 3, 4, 1, 2)
-    t = pred[..., :5].astype(np.float64)
-    cy, cx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
-                         indexing="ij")
+def _box_rows(t: np.ndarray, cx: np.ndarray, cy: np.ndarray, anchors: np.ndarray,
+              grid: tuple[int, int], net_size: tuple[int, int]) -> np.ndarray:
+    """Boxes of some candidates: ``t`` ``(n, 4)`` float64 ``tx, ty, tw, th``, their cell ``cx, cy``
+    and anchors ``(n, 2)`` float64 ``(pw, ph)``, in a ``grid`` ``(H, W)`` -> ``(n, 4)`` xyxy float64
+    in network pixels. The one place the box equations are written (decode and postprocess)."""
+    (height, width), (net_w, net_h) = grid, net_size
     with np.errstate(over="ignore"):  # exp(tw) may overflow to inf for garbage inputs; keep it
-        bx = (sigmoid(t[..., 0]) + cx[None, :, :, None]) / width * net_w
-        by = (sigmoid(t[..., 1]) + cy[None, :, :, None]) / height * net_h
-        bw = anchors[:, 0] * np.exp(t[..., 2])  # (pw * e^tw / net_w) * net_w
-        bh = anchors[:, 1] * np.exp(t[..., 3])
-    boxes = np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
-    count = height * width * num_anchors
-    objectness = sigmoid(t[..., 4]).astype(np.float32)
-    return (boxes.reshape(batch, count, 4), objectness.reshape(batch, count),
-            pred[..., 5:].reshape(batch, count, head.classes))
+        bx = (sigmoid(t[:, 0]) + cx) / width * net_w
+        by = (sigmoid(t[:, 1]) + cy) / height * net_h
+        bw = anchors[:, 0] * np.exp(t[:, 2])  # (pw * e^tw / net_w) * net_w
+        bh = anchors[:, 1] * np.exp(t[:, 3])
+    return np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
 
 
-def _decode_parts(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated decode of all heads: boxes float32, objectness float32, class logits (B, N, C)."""
-    net_w, net_h = _check_input_size(input_size)
+def _head_view(raw: np.ndarray, head: YoloHead) -> np.ndarray:
+    """``(B, A*(5+C), H, W)`` -> the view ``(B, A, 5+C, H*W)``."""
+    batch, _, height, width = raw.shape
+    return raw.reshape(batch, len(head.anchors), 5 + head.classes, height * width)
+
+
+def _objectness(raw: np.ndarray, head: YoloHead) -> np.ndarray:
+    """``sigmoid(obj)`` ``(B, H*W*A)`` float32 of one head, candidates ordered cell, then anchor."""
+    obj = sigmoid(_head_view(raw, head)[:, :, 4]).astype(np.float32)  # (B, A, H*W)
+    return obj.transpose(0, 2, 1).reshape(raw.shape[0], -1)
+
+
+def _decode_rows(raw: np.ndarray, head: YoloHead, image: int, rows: np.ndarray,
+                 net_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(n, 4)`` float64 and class logits ``(n, C)`` float32 of the candidates ``rows``
+    (ascending, ``cell * A + anchor``) of one head, for one image of the batch."""
+    grid = raw.shape[2:]
+    anchors = np.asarray(head.anchors, dtype=np.float64)
+    cell, anchor = np.divmod(rows, len(anchors))
+    cy, cx = np.divmod(cell, grid[1])
+    values = _head_view(raw, head)[image, anchor, :, cell]  # (n, 5+C): one candidate per row
+    boxes = _box_rows(values[:, :4].astype(np.float64), cx.astype(np.float64), cy.astype(np.float64),
+                      anchors[anchor], grid, net_size)
+    return boxes, values[:, 5:]
+
+
+def _candidate_counts(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> list[int]:
+    """Candidates (cells * anchors) of each head."""
+    return [out.shape[2] * out.shape[3] * len(head.anchors) for out, head in zip(outputs, heads)]
+
+
+def _checked(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
+             ) -> tuple[list[np.ndarray], tuple[int, int]]:
+    net_size = _check_input_size(input_size)
     outputs = [np.asarray(out) for out in outputs]
     _check_outputs(outputs, heads)
-    parts = [_decode_head(out, head, net_w, net_h) for out, head in zip(outputs, heads)]
-    boxes = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
-    objectness = np.concatenate([p[1] for p in parts], axis=1)
-    class_logits = np.concatenate([p[2] for p in parts], axis=1)
-    return boxes, objectness, class_logits
+    return outputs, net_size
 
 
 def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
@@ -145,8 +162,16 @@ def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size:
         objectness). Candidates ``N`` are ordered head by head, then cell ``y*W + x``, then
         anchor, as Darknet's ``get_yolo_detections`` loops.
     """
-    boxes, objectness, class_logits = _decode_parts(outputs, heads, input_size)
-    return boxes, objectness, sigmoid(class_logits).astype(np.float32)
+    outputs, net_size = _checked(outputs, heads, input_size)
+    batch = outputs[0].shape[0]
+    everything = [np.arange(count) for count in _candidate_counts(outputs, heads)]
+    boxes, class_logits = [], []
+    for b in range(batch):
+        parts = [_decode_rows(out, head, b, rows, net_size) for out, head, rows in zip(outputs, heads, everything)]
+        boxes.append(np.concatenate([p[0] for p in parts]).astype(np.float32))
+        class_logits.append(np.concatenate([p[1] for p in parts]))
+    objectness = np.concatenate([_objectness(out, head) for out, head in zip(outputs, heads)], axis=1)
+    return (np.stack(boxes), objectness, sigmoid(np.stack(class_logits)).astype(np.float32))
 
 
 def _descending_order(scores: np.ndarray) -> np.ndarray:
@@ -179,30 +204,15 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         and returned, lowest index first.
     """
     boxes, scores = _check_nms_inputs(boxes, scores)
-    if boxes.shape[0] == 0:
-        return np.empty(0, dtype=np.int64)
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = _descending_order(scores)
-    keep: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        inter_w = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0.0)
-        inter_h = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0.0)
-        inter = inter_w * inter_h
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = inter / (areas[best] + areas[rest] - inter)
-        order = rest[~(iou > iou_threshold)]  # not `<=`: NaN must survive, as in torchvision
-    return np.asarray(keep, dtype=np.int64)
+    return _class_nms(boxes, scores, np.zeros(scores.shape, dtype=np.int64), iou_threshold)
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                 iou_threshold: float) -> np.ndarray:
     """Per-class NMS: boxes of different classes never suppress each other.
 
-    Runs :func:`nms` on each class separately (no coordinate-offset trick, which loses float
-    precision near the threshold).
+    The same as :func:`nms` on each class separately (no coordinate-offset trick, which loses
+    float precision near the threshold).
 
     Returns:
         int64 indices of the kept boxes in descending score order, equal scores by ascending
@@ -212,13 +222,91 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     class_ids = np.asarray(class_ids)
     if class_ids.shape != scores.shape:
         raise ValueError(f"class_ids must have shape {scores.shape}, got {class_ids.shape}")
-    if boxes.shape[0] == 0:
+    return _class_nms(boxes, scores, class_ids, iou_threshold)
+
+
+_PAIRWISE_NMS_MAX = 128  # classes with up to this many boxes get all their IoUs in one go ...
+_PAIRWISE_PAIRS_MAX = 1 << 18  # ... unless that makes more pairs than this (memory), all classes
+
+
+def _class_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+               iou_threshold: float) -> np.ndarray:
+    """Greedy per-class NMS of float64 ``boxes``; kept indices, best first (see :func:`nms`).
+
+    Every class is visited in the global order (descending score, then ascending index)
+    restricted to it. For the usual small classes the IoUs of all same-class pairs are computed
+    at once and the greedy pass is solved on them (:func:`_greedy_on_pairs`); other classes run
+    the sequential loop. Both decide with the same IoU values (:func:`_iou`), so they keep the
+    same boxes.
+    """
+    count = scores.shape[0]
+    if count == 0:
         return np.empty(0, dtype=np.int64)
-    kept = [members[nms(boxes[members], scores[members], iou_threshold)]
-            for members in (np.flatnonzero(class_ids == c) for c in np.unique(class_ids))]
-    keep = np.concatenate(kept)
-    # Primary key descending score, secondary ascending index (lexsort's last key is primary).
-    return keep[np.lexsort((keep, -scores[keep].astype(np.float64)))].astype(np.int64)
+    order = _descending_order(scores)
+    by_class = order[np.argsort(class_ids[order], kind="stable")]  # classes, each best first
+    sorted_ids = class_ids[by_class]
+    ends = np.append(np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1, count)
+    sizes = np.diff(ends, prepend=0)
+    pairwise = sizes <= _PAIRWISE_NMS_MAX
+    if np.sum(sizes[pairwise] * (sizes[pairwise] - 1) // 2) > _PAIRWISE_PAIRS_MAX:
+        pairwise[:] = False
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    # Same-class pairs (i, j), i before j, as positions in `by_class`, for the pairwise classes.
+    position = np.arange(count)
+    later = np.where(np.repeat(pairwise, sizes), np.repeat(ends, sizes) - position - 1, 0)
+    first = np.repeat(position, later)
+    second = first + 1 + np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
+    suppress = _iou(boxes, areas, by_class[first], by_class[second]) > iou_threshold
+    alive = _greedy_on_pairs(count, first[suppress], second[suppress]) & np.repeat(pairwise, sizes)
+    kept = np.zeros(count, dtype=bool)
+    kept[by_class[alive]] = True
+    for end, size in zip(ends[~pairwise].tolist(), sizes[~pairwise].tolist()):
+        kept[_sequential_nms(boxes, areas, by_class[end - size:end], iou_threshold)] = True
+    return order[kept[order]].astype(np.int64)
+
+
+def _iou(boxes: np.ndarray, areas: np.ndarray, a: np.ndarray | int, b: np.ndarray) -> np.ndarray:
+    """IoU of ``boxes[a]`` with ``boxes[b]`` (float64, ``a`` broadcast against ``b``).
+
+    The one IoU formula, evaluated element by element in the same float64 steps whichever way
+    the pairs are batched.
+    """
+    x1, y1, x2, y2 = boxes.T
+    inter_w = np.maximum(np.minimum(x2[a], x2[b]) - np.maximum(x1[a], x1[b]), 0.0)
+    inter_h = np.maximum(np.minimum(y2[a], y2[b]) - np.maximum(y1[a], y1[b]), 0.0)
+    inter = inter_w * inter_h
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (areas[a] + areas[b] - inter)
+
+
+def _greedy_on_pairs(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Greedy NMS outcome for ``count`` boxes in visiting order, where box ``first[k]`` (visited
+    earlier) would suppress box ``second[k]``: the boolean mask of kept boxes.
+
+    The greedy rule, "a box is kept unless an earlier *kept* box suppresses it", has exactly one
+    solution, because each box depends only on earlier ones. Iterating the rule from "all kept"
+    fixes one more level of that dependency chain per step, so it reaches the solution after at
+    most (longest suppression chain + 1) vectorised steps, typically two or three.
+    """
+    alive = np.ones(count, dtype=bool)
+    while True:
+        blocked = np.zeros(count, dtype=bool)
+        blocked[second[alive[first]]] = True
+        if np.array_equal(blocked, ~alive):
+            return alive
+        alive = ~blocked
+
+
+def _sequential_nms(boxes: np.ndarray, areas: np.ndarray, order: np.ndarray,
+                    iou_threshold: float) -> np.ndarray:
+    """Greedy NMS visiting ``order``, one kept box at a time; the kept indices."""
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        order = rest[~(_iou(boxes, areas, best, rest) > iou_threshold)]  # not `<=`: NaN survives
+    return np.asarray(keep, dtype=np.intp)
 
 
 def _top_k(scores: np.ndarray, k: int | None) -> np.ndarray:
@@ -228,26 +316,31 @@ def _top_k(scores: np.ndarray, k: int | None) -> np.ndarray:
     return np.sort(_descending_order(scores)[:k])
 
 
-def _image_detections(boxes: np.ndarray, objectness: np.ndarray, class_logits: np.ndarray,
-                      conf: float, iou: float, max_det: int, pre_nms_top_k: int | None) -> ImageDetections:
-    """Candidates, NMS and top-``max_det`` for one image (arrays without the batch axis)."""
-    num_classes = class_logits.shape[1]
+def _image_detections(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], net_size: tuple[int, int],
+                      image: int, objectness: np.ndarray, conf: float, iou: float, max_det: int,
+                      pre_nms_top_k: int | None) -> ImageDetections:
+    """Candidates, NMS and top-``max_det`` for one image of the batch; ``objectness`` ``(N,)``."""
     threshold = np.float32(conf)
     # A float32 product with a factor <= 1 never exceeds the other factor, so boxes with
-    # objectness <= conf cannot score above it (Darknet skips them the same way).
+    # objectness <= conf cannot score above it (Darknet skips them the same way). Only those
+    # rows are decoded: with a trained model, a few dozen of the ~10k (416) or ~23k (608).
     rows = np.flatnonzero(objectness > threshold)
+    starts = np.cumsum([0, *_candidate_counts(outputs, heads)])
+    parts = [_decode_rows(out, head, image, rows[(rows >= lo) & (rows < hi)] - lo, net_size)
+             for out, head, lo, hi in zip(outputs, heads, starts[:-1], starts[1:])]
+    boxes = np.concatenate([p[0] for p in parts]).astype(np.float32)  # (len(rows), 4)
+    class_logits = np.concatenate([p[1] for p in parts])
+    num_classes = class_logits.shape[1]
     # float32 product of float32 sigmoids, as Darknet's `objectness * predictions[class_index]`
-    scores_rows = objectness[rows, None] * sigmoid(class_logits[rows]).astype(np.float32)
+    scores_rows = objectness[rows, None] * sigmoid(class_logits).astype(np.float32)
     # Candidate index = box_index * C + class: row-major order of the (N, C) score matrix, and
     # `rows` is ascending, so flattening the selected rows keeps that order.
     flat = np.flatnonzero(scores_rows.ravel() > threshold)
     flat = flat[_top_k(scores_rows.ravel()[flat], pre_nms_top_k)]
     row_pos, class_ids = np.divmod(flat, num_classes)
-    box_index = rows[row_pos]
     scores = scores_rows.ravel()[flat]
-    keep = batched_nms(boxes[box_index], scores, class_ids, iou)[:max_det]
-    return (boxes[box_index[keep]].astype(np.float32), scores[keep].astype(np.float32),
-            class_ids[keep].astype(np.int32))
+    keep = batched_nms(boxes[row_pos], scores, class_ids, iou)[:max_det]
+    return (boxes[row_pos[keep]], scores[keep].astype(np.float32), class_ids[keep].astype(np.int32))
 
 
 def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int],
@@ -273,6 +366,8 @@ def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_
         raise ValueError(f"max_det must be >= 0, got {max_det}")
     if pre_nms_top_k is not None and pre_nms_top_k < 1:
         raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
-    boxes, objectness, class_logits = _decode_parts(outputs, heads, input_size)
-    return [_image_detections(boxes[b], objectness[b], class_logits[b], conf, iou, max_det, pre_nms_top_k)
-            for b in range(boxes.shape[0])]
+    outputs, net_size = _checked(outputs, heads, input_size)
+    # sigmoid(obj) for every candidate; boxes and class sigmoids only where obj > conf.
+    objectness = np.concatenate([_objectness(out, head) for out, head in zip(outputs, heads)], axis=1)
+    return [_image_detections(outputs, heads, net_size, b, objectness[b], conf, iou, max_det, pre_nms_top_k)
+            for b in range(objectness.shape[0])]

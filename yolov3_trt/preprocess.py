@@ -9,14 +9,24 @@ Darknet's ``resize_image`` is a separable bilinear resize with *align-corners* s
 column ``c`` samples input ``x = c * (im_w - 1) / (new_w - 1)`` (the last output column is the
 last input column), columns first, then rows, in float32. OpenCV's ``resize`` samples pixel
 centres instead and ``remap`` quantises positions to 1/32 pixel, so neither matches; the resize
-here is written out in numpy with the same float32 arithmetic.
+here is written out with the same float32 arithmetic, and OpenCV only does what is exact: an
+integer-index gather (``remap`` with ``INTER_NEAREST``) and a table lookup (``LUT``).
+
+Speed (the runtime calls :func:`preprocess` on every frame): one exact gather takes, straight
+from the caller's BGR/RGB/gray/BGRA image, the left and right samples of each output pixel's
+upper and lower rows (nothing else is read, no ``to_rgb`` copy); ``byte / 255`` is a 256-entry
+float32 table; both passes run in place on contiguous interleaved rows; the last step writes the
+RGB planes straight into the blob (no canvas, no transpose, only the border is painted grey); and
+the per-geometry index and weight arrays are cached, as video frames repeat one size.
 
 Sizes are always ``(width, height)``; arrays are ``(H, W, C)`` unless stated otherwise.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -29,6 +39,7 @@ from yolov3_trt.errors import ImageReadError, YoloV3TrtError
 logger = logging.getLogger(__name__)
 
 GREY = 0.5  # Darknet's letterbox fill value
+_SHRT_MAX = 32767  # cv2.remap needs image and map sides below this
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,22 @@ def to_rgb(image: np.ndarray, channel_order: Literal["bgr", "rgb"] = "bgr") -> n
         YoloV3TrtError: not an array, wrong number of dimensions or channels, empty, or a dtype
             other than uint8/uint16.
     """
+    image, _ = _source_image(image, channel_order)
+    # cv2.cvtColor: SIMD copies, several times faster than numpy's channel-strided ones.
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if channel_order == "bgr" else cv2.COLOR_RGBA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if channel_order == "bgr" else image.copy()
+
+
+def _source_image(image: np.ndarray, channel_order: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Validate an input image (see :func:`to_rgb`) without converting its channels.
+
+    Returns the image as a contiguous ``(H, W, C)`` uint8 array, ``C`` in (1, 3, 4), and which of
+    its channels hold red, green and blue.
+    """
     if channel_order not in ("bgr", "rgb"):
         raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
     if image is None:
@@ -135,16 +162,14 @@ def to_rgb(image: np.ndarray, channel_order: Literal["bgr", "rgb"] = "bgr") -> n
     elif image.dtype != np.uint8:
         raise YoloV3TrtError(f"image must be uint8 (or uint16), got {image.dtype}; "
                              "convert floats in [0, 1] with (image * 255).round().astype(np.uint8)")
-    # cv2.cvtColor: SIMD copies, several times faster than numpy's channel-strided ones.
-    image = np.ascontiguousarray(image)
-    channels = image.shape[2]
-    if channels == 1:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if channel_order == "bgr" else cv2.COLOR_RGBA2RGB)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if channel_order == "bgr" else image.copy()
+    if image.shape[2] == 1:
+        rgb = (0, 0, 0)
+    else:
+        rgb = (2, 1, 0) if channel_order == "bgr" else (0, 1, 2)
+    return np.ascontiguousarray(image), rgb
 
 
+@functools.lru_cache(maxsize=64)
 def _axis_samples(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Darknet ``resize_image`` sample positions along one axis.
 
@@ -157,57 +182,144 @@ def _axis_samples(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     ``(h - 1) * h_scale`` rounding to exactly ``im_h - 1``, which in float32 fails for about 5%
     of size pairs (e.g. 2 -> 42), leaving a near-black bottom row. We apply the column rule to
     both axes rather than reproduce that accident.
+
+    Cached; the arrays are read-only.
     """
     if src == 1 or dst == 1:
         last = np.full(dst, src - 1, dtype=np.intp)
-        return last, last, np.zeros(dst, dtype=np.float32)
+        return _frozen(last, last, np.zeros(dst, dtype=np.float32))
     scale = np.float32(src - 1) / np.float32(dst - 1)
     pos = np.arange(dst, dtype=np.float32) * scale
     i0 = pos.astype(np.intp)  # truncation, as C's (int); pos >= 0
     frac = pos - i0.astype(np.float32)
     i0[-1], frac[-1] = src - 1, np.float32(0.0)
     i1 = np.minimum(i0 + 1, src - 1)
-    return i0, i1, frac
+    return _frozen(i0, i1, frac)
 
 
-def _byte_to_unit(values: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 ``v / 255``, bit-identical to Darknet's ``(float)v / 255.``.
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays, made read-only (they are shared through a cache)."""
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
-    A float32 division is correctly rounded, and for all 256 byte values it equals the double
-    quotient rounded to float32 (checked in the tests).
+
+# Darknet's ``(float)byte / 255.`` for every byte. A float32 division is correctly rounded, and
+# for all 256 values it equals the double quotient rounded to float32 (checked in the tests);
+# cv2.LUT with this table is that division, looked up.
+_UNIT_TABLE = _frozen(np.arange(256, dtype=np.float32) / np.float32(255.0))[0]
+
+
+_BLOCK_BYTES = 1 << 19  # float32 work arrays of one block of output rows: sized to stay in L2
+
+
+@dataclass(frozen=True, eq=False)
+class _ResizePlan:
+    """Darknet's ``resize_image`` to ``(width, height)`` as read-only index and weight arrays.
+
+    Output rows are computed ``block`` at a time; ``rows`` holds, block after block, the upper
+    source rows of the block's output rows, then their lower ones. ``x0``/``x1`` are the left and
+    right source columns; ``w*`` the float32 weights ``1 - frac`` and ``frac`` of those samples.
     """
-    out = values.astype(np.float32)
-    out /= np.float32(255.0)
-    return out
+
+    block: int
+    rows: np.ndarray
+    x0: np.ndarray
+    x1: np.ndarray
+    wx0: np.ndarray
+    wx1: np.ndarray
+    wy0: np.ndarray
+    wy1: np.ndarray
 
 
-def _darknet_resize(rgb_uint8: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Darknet's ``resize_image`` of ``byte / 255.``: ``(H, W, C)`` uint8 -> ``(height, width, C)`` float32.
+@functools.lru_cache(maxsize=32)
+def _resize_plan(src_w: int, src_h: int, width: int, height: int) -> _ResizePlan:
+    y0, y1, fy = _axis_samples(src_h, height)
+    x0, x1, fx = _axis_samples(src_w, width)
+    block = max(1, _BLOCK_BYTES // (2 * 2 * width * 3 * 4))  # left and right, 2 rows each, RGB float32
+    rows = np.concatenate([np.concatenate([y0[top:top + block], y1[top:top + block]])
+                           for top in range(0, height, block)])
+    one = np.float32(1.0)
+    return _ResizePlan(block, *_frozen(rows, x0, x1, one - fx, fx, (one - fy)[:, None], fy[:, None].copy()))
+
+
+@functools.lru_cache(maxsize=8)  # 16 bytes per output pixel: 2 MB for 768x576 -> 416x312
+def _remap_maps(src_w: int, src_h: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap`` maps (CV_16SC2, ``(2 * height, width, 2)``) of the left and the right
+    samples of :func:`_unit_samples`."""
+    plan = _resize_plan(src_w, src_h, width, height)
+    maps = np.empty((2, len(plan.rows), width, 2), dtype=np.int16)
+    maps[0, ..., 0], maps[1, ..., 0] = plan.x0, plan.x1
+    maps[..., 1] = plan.rows[:, None]
+    return _frozen(maps[0], maps[1])
+
+
+_scratch = threading.local()  # per-thread work arrays, reused from block to block and frame to frame
+
+
+def _work_array(slot: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """A reusable per-thread array of ``shape`` (contents undefined), from ``slot``'s buffer.
+
+    Fresh memory costs a page fault per 4 KiB page (half the old implementation's time on a
+    small VM), and whether malloc returns fresh memory for megabyte arrays depends on all else
+    the process does; so the (block-sized) work arrays are kept.
+    """
+    size = int(np.prod(shape))
+    buffer = getattr(_scratch, slot, None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=dtype)
+        setattr(_scratch, slot, buffer)
+    return buffer[:size].reshape(shape)
+
+
+def _unit_samples(image: np.ndarray, plan: _ResizePlan, start: int, stop: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``byte / 255`` of ``image[rows][:, x0]`` and ``image[rows][:, x1]`` for ``rows =
+    plan.rows[start:stop]``: two float32 ``(stop - start, w * C)`` per-thread work arrays. The
+    gather is exact (``cv2.remap`` with ``INTER_NEAREST`` at integer positions copies
+    ``src[y, x]``; numpy beyond remap's size limit), and so is the lookup."""
+    src_h, src_w, channels = image.shape
+    shape = (stop - start, len(plan.x0), channels)
+    unit = []
+    for side, x in enumerate((plan.x0, plan.x1)):
+        if max(src_w, src_h, len(plan.rows), shape[1]) < _SHRT_MAX:
+            xy = _remap_maps(src_w, src_h, shape[1], len(plan.rows) // 2)[side][start:stop]
+            work = _work_array(f"u8{side}", shape, np.uint8)
+            samples = cv2.remap(image, xy, None, cv2.INTER_NEAREST, dst=work)
+        else:
+            index = plan.rows[start:stop, None] * src_w + x
+            samples = np.take(image.reshape(src_h * src_w, channels), index, axis=0)
+        values = cv2.LUT(samples, _UNIT_TABLE, dst=_work_array(f"f32{side}", shape, np.float32))
+        unit.append(values.reshape(shape[0], -1))
+    return unit[0], unit[1]
+
+
+def _darknet_resize_into(out: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int]) -> None:
+    """Darknet's ``resize_image`` of ``byte / 255.`` into ``out`` (a ``(3, height, width)`` float32
+    view) from a contiguous ``(H, W, C)`` uint8 image whose channels ``rgb`` are red, green, blue.
 
     Bit-identical to Darknet's float32 loops: columns first, then rows, each output
-    ``(1 - f) * a + f * b`` with every product and the sum rounded to float32. Only the input
-    rows and columns that are sampled are converted, which makes downscaling cheap.
+    ``(1 - f) * a + f * b`` with every product and the sum rounded to float32 (the order of the
+    factors of a product, or of the terms of a sum of two, does not change an IEEE result). The
+    arithmetic runs in place on interleaved rows, a cache-sized block at a time.
     """
-    src_h, src_w, channels = rgb_uint8.shape
-    y0, y1, fy = _axis_samples(src_h, height)
-    rows, row_of = np.unique(np.concatenate([y0, y1]), return_inverse=True)
-    y0, y1 = row_of[:height], row_of[height:]
-    x0, x1, fx = _axis_samples(src_w, width)
-    source = rgb_uint8[rows]
-    # Work on (rows, width * C) so numpy's inner loops run along whole rows, not over C = 3.
-    fx = np.repeat(fx, channels)
-    part = _byte_to_unit(np.take(source, x0, axis=1).reshape(len(rows), -1))
-    part *= np.float32(1.0) - fx
-    right = _byte_to_unit(np.take(source, x1, axis=1).reshape(len(rows), -1))
-    right *= fx
-    part += right
-    fy = fy[:, None]
-    out = part[y0]
-    out *= np.float32(1.0) - fy
-    below = part[y1]
-    below *= fy
-    out += below
-    return out.reshape(height, width, channels)
+    _, height, width = out.shape
+    channels = image.shape[2]
+    plan = _resize_plan(image.shape[1], image.shape[0], width, height)
+    wx0, wx1 = np.repeat(plan.wx0, channels), np.repeat(plan.wx1, channels)
+    for top in range(0, height, plan.block):
+        count = min(plan.block, height - top)
+        left, right = _unit_samples(image, plan, 2 * top, 2 * (top + count))
+        left *= wx0  # column pass: left * (1 - fx) + right * fx
+        right *= wx1
+        left += right
+        upper, lower = left[:count], left[count:]  # row pass: upper * (1 - fy) + lower * fy
+        upper *= plan.wy0[top:top + count]
+        lower *= plan.wy1[top:top + count]
+        upper += lower
+        pixels = upper.reshape(count, width, channels)
+        for plane, channel in zip(out[:, top:top + count], rgb):
+            plane[...] = pixels[..., channel]
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -260,16 +372,7 @@ def letterbox(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, I
         the offset at which the image is actually placed. (Darknet's ``correct_yolo_boxes`` uses
         ``(net - new) / 2.`` instead, half a network pixel off when the difference is odd.)
     """
-    _check_rgb_uint8(rgb_uint8)
-    net_w, net_h = _check_size(size)
-    src_h, src_w = rgb_uint8.shape[:2]
-    new_w, new_h = letterbox_size((src_w, src_h), (net_w, net_h))
-    pad_x, pad_y = (net_w - new_w) // 2, (net_h - new_h) // 2
-    canvas = np.full((net_h, net_w, 3), GREY, dtype=np.float32)
-    canvas[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = _darknet_resize(rgb_uint8, new_w, new_h)
-    transform = ImageTransform(src_width=src_w, src_height=src_h, scale_x=new_w / src_w,
-                               scale_y=new_h / src_h, pad_x=float(pad_x), pad_y=float(pad_y))
-    return canvas, transform
+    return _interleaved("letterbox", rgb_uint8, size)
 
 
 def resize(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
@@ -277,12 +380,33 @@ def resize(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, Imag
 
     Returns ``(net_h, net_w, 3)`` float32 RGB in [0, 1] and its :class:`ImageTransform` (no pad).
     """
+    return _interleaved("resize", rgb_uint8, size)
+
+
+def _interleaved(mode: str, rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
+    """:func:`_place` an RGB image in a planar canvas of ``size``; return it as ``(H, W, 3)``."""
     _check_rgb_uint8(rgb_uint8)
     net_w, net_h = _check_size(size)
-    src_h, src_w = rgb_uint8.shape[:2]
-    transform = ImageTransform(src_width=src_w, src_height=src_h, scale_x=net_w / src_w,
-                               scale_y=net_h / src_h, pad_x=0.0, pad_y=0.0)
-    return _darknet_resize(rgb_uint8, net_w, net_h), transform
+    planes = np.empty((3, net_h, net_w), dtype=np.float32)
+    transform = _place(planes, np.ascontiguousarray(rgb_uint8), (0, 1, 2), mode)
+    return np.ascontiguousarray(planes.transpose(1, 2, 0)), transform
+
+
+def _place(planes: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int], mode: str) -> ImageTransform:
+    """Letterbox or stretch (``mode``) ``image``, whose channels ``rgb`` are red, green and blue,
+    into ``planes`` ``(3, net_h, net_w)``."""
+    _, net_h, net_w = planes.shape
+    src_h, src_w = image.shape[:2]
+    new_w, new_h = letterbox_size((src_w, src_h), (net_w, net_h)) if mode == "letterbox" else (net_w, net_h)
+    pad_x, pad_y = (net_w - new_w) // 2, (net_h - new_h) // 2
+    bottom, right = pad_y + new_h, pad_x + new_w
+    planes[:, :pad_y] = GREY  # only the border (if any): the image covers the rest
+    planes[:, bottom:] = GREY
+    planes[:, pad_y:bottom, :pad_x] = GREY
+    planes[:, pad_y:bottom, right:] = GREY
+    _darknet_resize_into(planes[:, pad_y:bottom, pad_x:right], image, rgb)
+    return ImageTransform(src_width=src_w, src_height=src_h, scale_x=new_w / src_w,
+                          scale_y=new_h / src_h, pad_x=float(pad_x), pad_y=float(pad_y))
 
 
 def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
@@ -304,11 +428,9 @@ def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
     if mode not in ("letterbox", "resize"):
         raise ValueError(f"mode must be 'letterbox' or 'resize', got {mode!r}")
     net_w, net_h = _check_size(size)
-    prepare = letterbox if mode == "letterbox" else resize
     blob = np.empty((len(images), 3, net_h, net_w), dtype=np.float32)
     transforms: list[ImageTransform] = []
     for index, image in enumerate(images):
-        net_image, transform = prepare(to_rgb(image, channel_order), (net_w, net_h))
-        blob[index] = net_image.transpose(2, 0, 1)
-        transforms.append(transform)
+        # Straight from the caller's channel layout into the blob's RGB planes: no to_rgb copy.
+        transforms.append(_place(blob[index], *_source_image(image, channel_order), mode))
     return blob, transforms
