@@ -13,7 +13,7 @@ RUNTIME = [
     "tqdm>=4.60",
     "matplotlib>=3.6",
 ]
-TRAIN = ["torch>=2.1", "onnx>=1.15", "pycocotools>=2.0.7"]
+TRAIN = ["torch>=2.1", "onnx>=1.15", "onnxslim>=0.1.30", "pycocotools>=2.0.7"]
 QUANTIZE = ["onnx>=1.15", "nvidia-modelopt[onnx]>=0.30"]
 TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]
 # Everything the CPU test suite needs. OpenCV 4.x is pinned because 5.x dropped the Darknet

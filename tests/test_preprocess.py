@@ -312,7 +312,7 @@ def test_reference_resize_is_darknet() -> None:
 
 
 def test_byte_table_is_the_float32_division() -> None:
-    from yolov3_trt.preprocess import _UNIT_TABLE
+    from yolov3_trt.darknet_resize import _UNIT_TABLE
 
     byte = np.arange(256, dtype=np.uint8)
     looked_up = cv2.LUT(byte.reshape(16, 16), _UNIT_TABLE).ravel()
@@ -371,7 +371,7 @@ def test_gather_fallback_beyond_remap_limits(monkeypatch: pytest.MonkeyPatch) ->
     # cv2.remap takes images and maps below 32767 pixels a side; beyond, a numpy gather is used.
     wide = random_rgb(np.random.default_rng(5), 33000, 3)
     assert np.array_equal(preprocess([wide], (64, 32))[0], reference_blob([wide], (64, 32)))
-    import yolov3_trt.preprocess as module
+    import yolov3_trt.darknet_resize as module
 
     monkeypatch.setattr(module, "_SHRT_MAX", 16)  # force the fallback on ordinary sizes
     rng = np.random.default_rng(6)
@@ -382,7 +382,7 @@ def test_gather_fallback_beyond_remap_limits(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_cached_geometry_is_read_only() -> None:
-    from yolov3_trt.preprocess import _remap_maps, _resize_plan
+    from yolov3_trt.darknet_resize import _remap_maps, _resize_plan
 
     preprocess([random_rgb(np.random.default_rng(1), 30, 20)], (32, 32))
     plan = _resize_plan(30, 20, 32, 21)
@@ -393,7 +393,7 @@ def test_cached_geometry_is_read_only() -> None:
 
 def test_any_block_size_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     # Output rows are computed a cache-sized block at a time; one row per block changes nothing.
-    import yolov3_trt.preprocess as module
+    import yolov3_trt.darknet_resize as module
 
     image = random_rgb(np.random.default_rng(12), 71, 53)
     expected = reference_blob([image], (48, 40))
