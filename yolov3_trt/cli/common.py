@@ -46,7 +46,7 @@ def _probability(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -56,9 +56,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones ("None", "False") that say nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
 
@@ -72,7 +80,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, weights: bool = True, nam
         g.add_argument("--weights", default=None, metavar="PATH", help="Darknet .weights for --cfg")
         g.add_argument("--checkpoint", default=None, metavar="PATH",
                        help="yolov3_trt PyTorch checkpoint (carries its own cfg and class names)")
-    g.add_argument("--classes", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--classes", type=positive_int, default=None, metavar="N",
                    help="class count for the heads (filters follow); default: the cfg's")
     if names:
         g.add_argument("--names", default=None, metavar="PATH", help="class names file, one per line")
@@ -93,10 +101,15 @@ def add_postprocess_args(parser: argparse.ArgumentParser, conf: float | None, io
                          max_det: int | None) -> None:
     """--conf, --iou, --max-det (None: the model's or the package's default)."""
     g = parser.add_argument_group("post-processing")
+
+    def default(value, fallback: str) -> str:  # argparse shows a set default itself
+        return "" if value is not None else f" (default: {fallback})"
+
     g.add_argument("--conf", type=_probability, default=conf,
-                   help="score threshold on objectness x class probability (default 0.5, Darknet's)")
-    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold (default 0.45)")
-    g.add_argument("--max-det", type=_positive_int, default=max_det, help="detections kept per image (default 100)")
+                   help="score threshold on objectness x class probability" + default(conf, "0.5, Darknet's"))
+    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold" + default(iou, "0.45"))
+    g.add_argument("--max-det", type=positive_int, default=max_det,
+                   help="detections kept per image" + default(max_det, "100"))
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

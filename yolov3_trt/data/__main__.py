@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from yolov3_trt.cli.common import make_parser, run
+from yolov3_trt.cli.common import make_parser, positive_int, run
 from yolov3_trt.fileio import atomic_write_json
 
 
@@ -34,16 +34,6 @@ def parse_image_size(text: str) -> int | tuple[int, int] | range:
     if min(sides) < 32:
         raise argparse.ArgumentTypeError(f"{text!r}: image sides must be >= 32 px")
     return size
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -116,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth = commands.add_parser("synthetic", help="generate the shapes dataset (YOLO + COCO files)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     synth.add_argument("output", metavar="OUT", help="output folder (new or empty)")
-    synth.add_argument("--images", type=_count, required=True, metavar="N", help="number of images")
+    synth.add_argument("--images", type=positive_int, required=True, metavar="N", help="number of images")
     synth.add_argument("--size", type=parse_image_size, default=416, metavar="S|WxH|MIN:MAX",
                        help="image size; MIN:MAX draws each side per image")
     synth.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    synth.add_argument("--max-objects", type=_count, default=10, metavar="N", help="objects per image at most")
+    synth.add_argument("--max-objects", type=positive_int, default=10, metavar="N", help="objects per image at most")
     synth.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
                        help="also write train/val lists and COCO files with this fraction in val")
     synth.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")

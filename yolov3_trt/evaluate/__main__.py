@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
+from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser,
+                          positive_int, run)
 from ..errors import YoloV3TrtError
 from ..fileio import atomic_write_json
 from .metrics import Evaluation, coco_metrics
@@ -33,16 +34,6 @@ TABLE = (("map", "mAP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_smal
          ("per_image_ap", "per-image AP@[.50:.95]"))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.evaluate", "accuracy of a model on a labelled set: COCO mAP "
                          "(pycocotools) and the YOLOv3 paper's global and per-image AP")
@@ -56,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-names", default=None, metavar="PATH",
                    help="class names file for the dataset (default: the names file beside it, or "
                    "COCO's categories)")
-    g.add_argument("--batch", type=_positive_int, default=8, metavar="N", help="images per inference call")
-    g.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="evaluate the first N images only")
+    g.add_argument("--batch", type=positive_int, default=8, metavar="N", help="images per inference call")
+    g.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate the first N images only")
     g.add_argument("--output", default="runs/evaluate", metavar="DIR", help="folder for metrics.json and pr_curve.png")
     g.add_argument("--json", default=None, metavar="PATH", help="metrics JSON (default: OUTPUT/metrics.json)")
     g.add_argument("--plot-classes", type=int, default=5, metavar="N",
