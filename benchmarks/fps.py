@@ -92,9 +92,11 @@ class Bench:
             self.weights = workdir / "random.weights"
             write_darknet_weights(self.weights, self.network,
                                   random_darknet_weights(self.network, 0, head_gain=0.1, objectness_bias=-6.0))
+        from yolov3_trt.errors import YoloV3TrtError
+
         try:
             self.image = read_image(args.image)
-        except Exception:
+        except YoloV3TrtError:
             logging.warning("%s not readable: using a synthetic 768x576 image", args.image)
             self.image = np.random.default_rng(0).integers(0, 256, (576, 768, 3), dtype=np.uint8)
         self.rows: list[dict[str, Any]] = []

@@ -8,7 +8,6 @@ answers: AP50 >= 0.8 on the held-out split within 30 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
