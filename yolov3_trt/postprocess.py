@@ -36,7 +36,8 @@ DEFAULT_MAX_DET = 100
 # evaluation threshold of 0.005 rarely passes this many (box, class) pairs, but an untrained or
 # broken model can pass ~500k, which would take minutes of O(n^2) NMS. A fixed capacity is also
 # what the GPU plugin has, so the reference takes the same cut: by score, never by arrival order.
-DEFAULT_PRE_NMS_TOP_K = 4096
+# 3840 is TensorRT's TopK limit, so an end2end ONNX with this default also builds as an engine.
+DEFAULT_PRE_NMS_TOP_K = 3840
 
 ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (K,4), scores (K,), class_ids (K,)
 
