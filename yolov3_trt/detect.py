@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from .cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
-from .cli.models import load_torch_model
+from .cli.models import build_detector
 from .fileio import atomic_write_json
 from .sources import AnnotatedOutput, open_source
 from .visualize import draw_detections
@@ -43,25 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-unreadable", action="store_true", help="skip unreadable images in a folder "
                    "instead of stopping")
     return parser
-
-
-def build_detector(args: argparse.Namespace):
-    """A Detector for --model, or for --cfg/--weights/--checkpoint on the torch backend."""
-    from .runtime.detector import Detector
-
-    thresholds = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
-    if args.model:
-        clash = [flag for flag, value in (("--cfg", args.cfg), ("--weights", args.weights),
-                                          ("--checkpoint", args.checkpoint), ("--classes", args.classes),
-                                          ("--names", args.names), ("--size", args.size)) if value]
-        if clash:
-            raise UsageError(f"--model carries its own cfg, size and class names: drop {', '.join(clash)}")
-        return Detector(args.model, args.backend, **thresholds)
-    if args.backend not in ("auto", "torch"):
-        raise UsageError(f"--cfg/--weights/--checkpoint run on the torch backend; for {args.backend}, "
-                         "export the model (python -m yolov3_trt.export) and pass --model")
-    model, names = load_torch_model(args)
-    return Detector.from_model(model, names, size=args.size, **thresholds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .errors import FileError
 
@@ -47,6 +47,23 @@ class ModelMetadata:
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @classmethod
+    def from_model(cls, model, names: Sequence[str], size: tuple[int, int] | None = None,
+                   **fields) -> "ModelMetadata":
+        """Metadata of a ``YoloV3`` at ``size`` (default: the cfg's); ``fields`` set the rest.
+
+        Takes the model duck-typed (``network``, ``heads``, ``cfg``, ``input_size``), so this
+        module still imports no torch.
+        """
+        from .darknet.cfg import format_cfg
+
+        width, height = size or model.input_size
+        shapes = model.network.shapes(width, height)  # also validates the size for this cfg
+        strides = tuple((width // shapes[h.layer].output[2], height // shapes[h.layer].output[1])
+                        for h in model.heads)
+        return cls(**{"flavour": "raw", "cfg": format_cfg(model.cfg), **fields}, input_size=(width, height),
+                   names=tuple(names), anchors=tuple(h.anchors for h in model.heads), strides=strides)
 
     def to_props(self) -> dict[str, str]:
         """String key/value pairs for ONNX ``metadata_props``."""

@@ -1,4 +1,4 @@
-"""Loading the torch model that --cfg/--weights/--checkpoint/--classes/--names describe."""
+"""The model a tool's flags describe: --model, or --cfg/--weights/--checkpoint/--classes/--names."""
 from __future__ import annotations
 
 import argparse
@@ -29,3 +29,22 @@ def load_torch_model(args: argparse.Namespace):
         names = load_names(args.names)
         check_names(names, model.num_classes, args.names)
     return model, names
+
+
+def build_detector(args: argparse.Namespace):
+    """A Detector for --model, or for --cfg/--weights/--checkpoint on the torch backend."""
+    from ..runtime.detector import Detector
+
+    thresholds = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
+    if args.model:
+        clash = [flag for flag, value in (("--cfg", args.cfg), ("--weights", args.weights),
+                                          ("--checkpoint", args.checkpoint), ("--classes", args.classes),
+                                          ("--names", args.names), ("--size", args.size)) if value]
+        if clash:
+            raise UsageError(f"--model carries its own cfg, size and class names: drop {', '.join(clash)}")
+        return Detector(args.model, args.backend, **thresholds)
+    if args.backend not in ("auto", "torch"):
+        raise UsageError(f"--cfg/--weights/--checkpoint run on the torch backend; for {args.backend}, "
+                         "export the model (python -m yolov3_trt.export) and pass --model")
+    model, names = load_torch_model(args)
+    return Detector.from_model(model, names, size=args.size, **thresholds)

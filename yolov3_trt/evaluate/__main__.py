@@ -110,7 +110,7 @@ def _model_description(args: argparse.Namespace, detector) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..detect import build_detector
+    from ..cli.models import build_detector
 
     data = _data_path(args)
     dataset, samples = _load(args, data)

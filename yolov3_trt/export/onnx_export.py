@@ -18,7 +18,6 @@ from typing import Sequence
 import onnx
 import torch
 
-from ..darknet.cfg import format_cfg
 from ..errors import YoloV3TrtError
 from ..fileio import atomic_path
 from ..metadata import ModelMetadata
@@ -101,13 +100,10 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     graph = onnx.load_from_string(buffer.getvalue())
     if simplify:
         graph = _simplify(graph)
-    metadata = ModelMetadata(
-        flavour=flavour, input_size=(width, height), names=tuple(names),
-        anchors=tuple(h.anchors for h in model.heads),
-        strides=tuple((width // w, height // h) for w, h in grids), resize=resize,
-        weights_sha256=weights_sha256, source=source, cfg=format_cfg(model.cfg),
-        **({"conf": conf, "iou": iou, "max_det": max_det, "pre_nms_top_k": pre_nms_top_k}
-           if flavour == "end2end" else {}))
+    metadata = ModelMetadata.from_model(
+        model, names, (width, height), flavour=flavour, resize=resize, weights_sha256=weights_sha256,
+        source=source, **({"conf": conf, "iou": iou, "max_det": max_det, "pre_nms_top_k": pre_nms_top_k}
+                          if flavour == "end2end" else {}))
     if flavour == "end2end":
         try:
             append_end2end(graph, model.heads, grids, (width, height), conf=conf, iou=iou, max_det=max_det,

@@ -13,20 +13,6 @@ from ...metadata import ModelMetadata
 from .base import Backend
 
 
-def model_metadata(model, names: Sequence[str], size: tuple[int, int] | None = None,
-                   source: str = "") -> ModelMetadata:
-    """Metadata describing a torch ``YoloV3`` at ``size`` (default: the cfg's)."""
-    from ...darknet.cfg import format_cfg
-
-    width, height = size or model.input_size
-    shapes = model.network.shapes(width, height)
-    return ModelMetadata(flavour="raw", input_size=(width, height), names=tuple(names),
-                         anchors=tuple(h.anchors for h in model.heads),
-                         strides=tuple((width // shapes[h.layer].output[2], height // shapes[h.layer].output[1])
-                                       for h in model.heads),
-                         source=source, cfg=format_cfg(model.cfg))
-
-
 class TorchBackend(Backend):
     """Runs a :class:`~yolov3_trt.model.yolov3.YoloV3` in eval mode under ``torch.inference_mode``."""
 
@@ -47,7 +33,7 @@ class TorchBackend(Backend):
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         source = os.fspath(path) if path is not None else model.cfg.source
-        super().__init__(source, model_metadata(model, names, size, source), None)
+        super().__init__(source, ModelMetadata.from_model(model, names, size, source=source), None)
 
     @property
     def description(self) -> str:
