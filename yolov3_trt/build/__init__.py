@@ -1,0 +1,16 @@
+"""TensorRT engines: build steps, the engine sidecar, and whether TensorRT can run here.
+
+Light to import (TensorRT, cuda-python and onnx load on first use), so tools and benchmarks can
+ask :func:`is_available` / :func:`availability` without paying for them:
+
+    from yolov3_trt.build import availability
+    ok, reason = availability()      # (False, "TensorRT is not installed (...)") on a CPU machine
+"""
+from __future__ import annotations
+
+from .device import CudaDevice, availability, is_available, probe_cuda_device, supports_aot_plugin, tensorrt_version
+from .sidecar import EngineCompatibilityError, EngineInfo, check_compatible, read_sidecar, sidecar_path, write_sidecar
+
+__all__ = ["CudaDevice", "EngineCompatibilityError", "EngineInfo", "availability", "check_compatible",
+           "is_available", "probe_cuda_device", "read_sidecar", "sidecar_path", "supports_aot_plugin",
+           "tensorrt_version", "write_sidecar"]
