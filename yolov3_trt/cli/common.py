@@ -92,8 +92,9 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--model, --backend."""
     g = parser.add_argument_group("runtime")
     g.add_argument("--model", default=None, metavar="PATH",
-                   help="exported model: .onnx (or a checkpoint .pt); carries its cfg, size and names")
-    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
+                   help="exported model: .onnx, a TensorRT .engine with its sidecar, or a checkpoint .pt; "
+                        "carries its cfg, size and names")
+    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
                    help="inference backend; auto picks by model file type and hardware")
 
 

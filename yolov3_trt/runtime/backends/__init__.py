@@ -17,6 +17,7 @@ from .base import Backend
 REGISTRY: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "onnxruntime": ("yolov3_trt.runtime.backends.ort_backend", "OnnxRuntimeBackend", "onnxruntime", (".onnx",)),
     "torch": ("yolov3_trt.runtime.backends.torch_backend", "TorchBackend", "torch", (".pt", ".pth")),
+    "tensorrt": ("yolov3_trt.runtime.backends.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan")),
 }
 
 

@@ -1,0 +1,231 @@
+"""TensorRT backend: runs a plan built by ``python -m yolov3_trt.build`` with cuda-python.
+
+Order of checks, so that a wrong machine gets a sentence instead of a segfault: TensorRT
+importable, the engine's sidecar readable, a usable CUDA device (probed with cuda-python, never
+through TensorRT), the sidecar's TensorRT version and GPU equal to this machine's, the engine's
+SHA-256 equal to the sidecar's; only then is the plan deserialised.
+
+Memory: one pinned host buffer and one device buffer per I/O tensor, sized for the optimisation
+profile's largest batch, allocated once. A call copies the batch in (async, on the backend's
+stream), sets the input shape when the batch size changes (``set_input_shape``), runs
+``execute_async_v3``, copies the outputs back and synchronises the stream. With
+``cuda_graph=True`` the enqueue is captured as a CUDA graph per batch size on its second use
+(TensorRT needs one plain run at a shape first) and replayed afterwards: less launch overhead
+for the small kernels of yolov3-tiny.
+
+Streams: pass ``stream=`` a raw ``cudaStream_t`` handle as an int to run on the caller's stream
+(``torch.cuda.current_stream().cuda_stream``, CuPy's ``stream.ptr``, pycuda's
+``stream.handle``); otherwise the backend creates and owns one.
+
+Threads: one execution context per backend, and a context must not run two inferences at once.
+The Detector's lock serialises calls on one instance; for parallel inference create one Detector
+(hence one context, stream and buffer set) per thread.
+
+None of this runs on the development machines (no TensorRT, no GPU); ``tests/gpu/`` runs it.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+import numpy as np
+
+from ...build.device import cuda_runtime, probe_cuda_device, tensorrt_module
+from ...build.sidecar import check_compatible, check_engine_hash, read_sidecar
+from ...errors import FileError, YoloV3TrtError
+from .base import Backend
+
+logger = logging.getLogger(__name__)
+
+
+def _device_index(device: str) -> int:
+    if device in ("auto", "cuda"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise YoloV3TrtError(f"the tensorrt backend runs on a CUDA device: device must be auto, cuda or cuda:N, "
+                         f"not {device!r}")
+
+
+class _Buffer:
+    """A pinned host array and a device allocation of the same size."""
+
+    def __init__(self, rt, check, shape: tuple[int, ...], dtype: np.dtype):
+        self.dtype = np.dtype(dtype)
+        self.nbytes = max(int(np.prod(shape)) * self.dtype.itemsize, 1)
+        self.host_ptr = check(rt.cudaMallocHost(self.nbytes), "cudaMallocHost")
+        self.device_ptr = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
+        ctype = np.ctypeslib.as_ctypes_type(self.dtype)
+        flat = np.ctypeslib.as_array(ctypes.cast(int(self.host_ptr), ctypes.POINTER(ctype)),
+                                     (self.nbytes // self.dtype.itemsize,))
+        self.host = flat
+
+    def free(self, rt) -> None:
+        rt.cudaFree(self.device_ptr)
+        rt.cudaFreeHost(self.host_ptr)
+
+
+class TensorRTBackend(Backend):
+    """Runs a TensorRT engine (``.engine``/``.plan``) that has a yolov3_trt sidecar."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None,
+                 stream: int | None = None, cuda_graph: bool = False, verify_hash: bool = True):
+        del threads  # a CPU setting; TensorRT runs on the GPU
+        trt_module, reason = tensorrt_module()
+        if trt_module is None:
+            raise YoloV3TrtError(f"{os.fspath(path)}: the tensorrt backend needs TensorRT: {reason}")
+        info = read_sidecar(path)
+        index = _device_index(device)
+        found, reason = probe_cuda_device(index)
+        if found is None:
+            raise YoloV3TrtError(f"{os.fspath(path)}: a TensorRT engine runs only on a GPU: {reason}")
+        check_compatible(path, info, str(trt_module.__version__), found)
+        if verify_hash:
+            check_engine_hash(path, info)
+        metadata = info.model_metadata(path)
+        import tensorrt as trt  # importable: checked above
+
+        self._rt = rt = cuda_runtime()
+        self._buffers: dict[str, _Buffer] = {}
+        self._graphs: dict[int, tuple[object, object]] = {}
+        self._stream, self._own_stream, self._context, self._engine = None, False, None, None
+        super().__init__(path, metadata, None)
+        try:
+            self._check(rt.cudaSetDevice(index), "cudaSetDevice")
+            self.device = found
+            self._trt_logger = trt.Logger(trt.Logger.WARNING)
+            trt.init_libnvinfer_plugins(self._trt_logger, "")
+            self._runtime = trt.Runtime(self._trt_logger)
+            if info.version_compatible:
+                self._runtime.engine_host_code_allowed = True  # lean runtime code stored in the plan
+            with open(path, "rb") as f:
+                self._engine = self._runtime.deserialize_cuda_engine(f.read())
+            if self._engine is None:
+                raise FileError(path, "TensorRT could not deserialise the engine (its log above says why)")
+            self._context = self._engine.create_execution_context()
+            names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+            inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+            if len(inputs) != 1:
+                raise FileError(path, f"expected one input tensor, the engine has {len(inputs)}")
+            self.input_name, self.output_names = inputs[0], [n for n in names if n != inputs[0]]
+            shape = tuple(self._engine.get_tensor_shape(self.input_name))
+            if shape[0] < 0:
+                low, _, high = self._engine.get_tensor_profile_shape(self.input_name, 0)
+                self.min_batch, self.max_batch = int(low[0]), int(high[0])
+            else:
+                self.min_batch = self.max_batch = int(shape[0])
+            if stream is None:
+                self._stream, self._own_stream = self._check(rt.cudaStreamCreate(), "cudaStreamCreate"), True
+            else:
+                self._stream = int(stream)
+            self._allocate(trt)
+        except BaseException:
+            self.close()
+            raise
+        self.cuda_graph = cuda_graph
+        self._runs: dict[int, int] = {}
+        self._bound_batch = -1
+        logger.debug("%s: TensorRT %s on %s, batch %d..%d", path, trt.__version__, found.name, self.min_batch,
+                     self.max_batch)
+
+    # ---- CUDA helpers ----------------------------------------------------------------------
+
+    def _check(self, result, what: str):
+        """The value(s) of a cuda-python call; YoloV3TrtError naming the call when it failed."""
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if err != self._rt.cudaError_t.cudaSuccess:
+            text = self._rt.cudaGetErrorString(err)[1]
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            raise YoloV3TrtError(f"{self.path}: {what} failed: {text}")
+        return values[0] if len(values) == 1 else (tuple(values) or None)
+
+    def _allocate(self, trt) -> None:
+        """Buffers for the largest batch; every tensor address bound once."""
+        full = (self.max_batch, *tuple(self._engine.get_tensor_shape(self.input_name))[1:])
+        if not self._context.set_input_shape(self.input_name, full):
+            raise FileError(self.path, f"the engine refuses input shape {full}")
+        for name in (self.input_name, *self.output_names):
+            shape = tuple(self._context.get_tensor_shape(name))
+            dtype = trt.nptype(self._engine.get_tensor_dtype(name))
+            self._buffers[name] = _Buffer(self._rt, self._check, shape, dtype)
+            self._context.set_tensor_address(name, int(self._buffers[name].device_ptr))
+        self._bound_batch = self.max_batch
+
+    # ---- inference -------------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        return f"tensorrt ({self.device.name})"
+
+    def check_input(self, blob: np.ndarray) -> None:
+        super().check_input(blob)
+        if blob.shape[0] < self.min_batch:
+            raise YoloV3TrtError(f"{self.path}: batch {blob.shape[0]} is below the engine's minimum {self.min_batch}")
+
+    def _infer(self, blob: np.ndarray) -> list[np.ndarray]:
+        rt, stream, batch = self._rt, self._stream, blob.shape[0]
+        if batch != self._bound_batch:
+            if not self._context.set_input_shape(self.input_name, blob.shape):
+                raise YoloV3TrtError(f"{self.path}: the engine refuses input shape {tuple(blob.shape)}")
+            self._bound_batch = batch
+        h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        source = self._buffers[self.input_name]
+        count = blob.size
+        np.copyto(source.host[:count], blob.reshape(-1), casting="same_kind")
+        self._check(rt.cudaMemcpyAsync(source.device_ptr, source.host_ptr, count * source.dtype.itemsize, h2d,
+                                       stream), "cudaMemcpyAsync (input)")
+        self._enqueue(batch)
+        shapes = {}
+        for name in self.output_names:
+            out = self._buffers[name]
+            shapes[name] = tuple(self._context.get_tensor_shape(name))
+            size = int(np.prod(shapes[name])) * out.dtype.itemsize
+            self._check(rt.cudaMemcpyAsync(out.host_ptr, out.device_ptr, size, d2h, stream), "cudaMemcpyAsync")
+        self._check(rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        return [self._buffers[n].host[:int(np.prod(shapes[n]))].reshape(shapes[n]).copy()
+                for n in self.output_names]
+
+    def _enqueue(self, batch: int) -> None:
+        """Run the engine on the stream: a captured CUDA graph when enabled and ready, else enqueue."""
+        rt, stream = self._rt, self._stream
+        if batch in self._graphs:
+            self._check(rt.cudaGraphLaunch(self._graphs[batch][1], stream), "cudaGraphLaunch")
+            return
+        self._runs[batch] = self._runs.get(batch, 0) + 1
+        if self.cuda_graph and self._runs[batch] >= 2:  # TensorRT needs one plain run at a shape first
+            mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            self._check(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+            ok = self._context.execute_async_v3(stream)
+            graph = self._check(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
+            if not ok:
+                raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine under graph capture")
+            executable = self._check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            self._graphs[batch] = (graph, executable)
+            self._check(rt.cudaGraphLaunch(executable, stream), "cudaGraphLaunch")
+            return
+        if not self._context.execute_async_v3(stream):
+            raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine")
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free graphs, buffers, the stream (when ours), the context and the engine; idempotent."""
+        rt = getattr(self, "_rt", None)
+        if rt is not None:
+            if getattr(self, "_stream", None) is not None:
+                rt.cudaStreamSynchronize(self._stream)
+            for graph, executable in getattr(self, "_graphs", {}).values():
+                rt.cudaGraphExecDestroy(executable)
+                rt.cudaGraphDestroy(graph)
+            self._graphs = {}
+            for buffer in getattr(self, "_buffers", {}).values():
+                buffer.free(rt)
+            self._buffers = {}
+            if getattr(self, "_own_stream", False):
+                rt.cudaStreamDestroy(self._stream)
+            self._stream, self._own_stream = None, False
+        self._context = self._engine = None
+        super().close()
