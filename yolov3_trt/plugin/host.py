@@ -1,0 +1,127 @@
+"""The host build of the decode + NMS plugin: ``libyolo_decode_nms.so`` through ctypes.
+
+The library is ``plugins/yolo_decode_nms/decode_nms.cuh`` compiled by the C++ compiler (no
+CUDA) with the loop executor, by ``setup.py`` (``pip install -e .`` builds it in place). It is
+the same algorithm the GPU kernel runs, and gives the same detections as the numpy reference
+:func:`yolov3_trt.postprocess.postprocess`, which the tests check on randomised heads.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..darknet.layers import YoloHead
+from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, ImageDetections
+from ..postprocess import _check_input_size, _check_outputs
+from .params import PluginConfig
+from .sources import BUILD_HINT, LIBRARY_NAME, PluginError
+
+ABI_VERSION = 1  # YOLO_ABI_VERSION in yolo_decode_nms_host.h
+_STATUS = {1: "parameters out of range", 2: "bad argument", 3: "out of memory"}
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+
+
+def library_path() -> Path:
+    """Where the built library lives: beside this module."""
+    return Path(__file__).resolve().parent / LIBRARY_NAME
+
+
+def load_library() -> ctypes.CDLL:
+    """The host library (loaded once); PluginError saying how to build it when it is missing."""
+    global _library
+    with _lock:
+        if _library is not None:
+            return _library
+        path = library_path()
+        if not path.is_file():
+            raise PluginError(f"{path}: the decode + NMS host library is not built; {BUILD_HINT}")
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as err:
+            raise PluginError(f"{path}: cannot be loaded ({err}); rebuild it: {BUILD_HINT}") from None
+        lib.yolo_decode_nms_abi_version.restype = ctypes.c_int
+        if lib.yolo_decode_nms_abi_version() != ABI_VERSION:
+            raise PluginError(f"{path}: built from other sources (ABI {lib.yolo_decode_nms_abi_version()}, "
+                              f"expected {ABI_VERSION}); rebuild it: {BUILD_HINT}")
+        lib.yolo_decode_nms_run.restype = ctypes.c_int
+        lib.yolo_decode_nms_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                            ctypes.c_void_p]
+        _library = lib
+        return lib
+
+
+def available() -> bool:
+    """Whether the host library is built and loads."""
+    try:
+        load_library()
+    except PluginError:
+        return False
+    return True
+
+
+def run_host(outputs: Sequence[np.ndarray], config: PluginConfig, *, threads: int = 1
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run the host build on head outputs, with the plugin's fixed-size outputs.
+
+    Args:
+        outputs: one ``(B, A*(5+C), H, W)`` array per head, float32 or float16 (float16 is read
+            as the GPU kernel reads it; other dtypes are converted to float32).
+        config: the compiled-in constants (grids must match the outputs).
+        threads: logical threads of the host executor (any count gives the same result).
+
+    Returns:
+        ``num_dets (B, 1) int32, boxes (B, K, 4) float32, scores (B, K) float32,
+        classes (B, K) int32`` with ``K = config.max_det``, slots past ``num_dets`` zero.
+    """
+    lib = load_library()
+    fp16 = all(np.asarray(o).dtype == np.float16 for o in outputs)
+    dtype = np.float16 if fp16 else np.float32
+    arrays = [np.ascontiguousarray(o, dtype=dtype) for o in outputs]
+    if len(arrays) != len(config.anchors):
+        raise ValueError(f"got {len(arrays)} outputs for {len(config.anchors)} heads")
+    for i, (arr, (gh, gw), anchors) in enumerate(zip(arrays, config.grids, config.anchors)):
+        expected = (len(anchors) * (5 + config.num_classes), gh, gw)
+        if arr.ndim != 4 or arr.shape[1:] != expected or arr.shape[0] != arrays[0].shape[0]:
+            raise ValueError(f"output {i} has shape {arr.shape}, expected (B, {', '.join(map(str, expected))})")
+    batch, k = arrays[0].shape[0], config.max_det
+    num_dets = np.zeros((batch, 1), np.int32)
+    boxes = np.zeros((batch, k, 4), np.float32)
+    scores = np.zeros((batch, k), np.float32)
+    classes = np.zeros((batch, k), np.int32)
+    params = config.to_struct()
+    heads = (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+    status = lib.yolo_decode_nms_run(ctypes.byref(params), heads, int(fp16), batch, int(threads),
+                                     num_dets.ctypes.data, boxes.ctypes.data, scores.ctypes.data,
+                                     classes.ctypes.data)
+    if status != 0:
+        raise ValueError(f"yolo_decode_nms_run failed: {_STATUS.get(status, status)}")
+    return num_dets, boxes, scores, classes
+
+
+def postprocess_host(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int],
+                     conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, max_det: int = DEFAULT_MAX_DET,
+                     pre_nms_top_k: int | None = DEFAULT_PRE_NMS_TOP_K, *, threads: int = 1) -> list[ImageDetections]:
+    """Drop-in for :func:`yolov3_trt.postprocess.postprocess` on the host library: same arguments,
+    same checks, same detections (per image: boxes (K, 4) float32 xyxy in network pixels,
+    scores (K,) float32, class ids (K,) int32)."""
+    if max_det < 0:
+        raise ValueError(f"max_det must be >= 0, got {max_det}")
+    if pre_nms_top_k is not None and pre_nms_top_k < 1:
+        raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
+    net_size = _check_input_size(input_size)
+    outputs = [np.asarray(o) for o in outputs]
+    _check_outputs(outputs, heads)
+    grids = [o.shape[2:] for o in outputs]
+    pairs = sum(h * w * len(head.anchors) for (h, w), head in zip(grids, heads)) * heads[0].classes
+    capacity = pairs if pre_nms_top_k is None else min(pre_nms_top_k, max(pairs, 1))
+    config = PluginConfig.from_heads(heads, net_size, grids, conf=conf, iou=iou, max_det=max_det,
+                                     capacity=max(capacity, 1))
+    num_dets, boxes, scores, classes = run_host(outputs, config, threads=threads)
+    return [(boxes[b, :n].copy(), scores[b, :n].copy(), classes[b, :n].copy())
+            for b, n in enumerate(num_dets[:, 0].tolist())]
