@@ -15,10 +15,12 @@ RUNTIME = [
 ]
 TRAIN = ["torch>=2.1", "onnx>=1.15", "onnxslim>=0.1.30", "pycocotools>=2.0.7"]
 QUANTIZE = ["onnx>=1.15", "nvidia-modelopt[onnx]>=0.30"]
-TRT = ["tensorrt>=10.3", "cuda-python>=12.6"]
+TRT = ["tensorrt>=10.3", "cuda-python>=12.6", "onnx>=1.15"]  # onnx: build reads the ONNX's metadata
 # Everything the CPU test suite needs. OpenCV 4.x is pinned because 5.x dropped the Darknet
 # importer the tests use as an independent YOLOv3; torchvision provides the reference NMS.
 DEV = TRAIN + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2"]
+# Triton's model-config protobuf, which the tests parse each generated config.pbtxt with
+DEV += ["tritonclient[grpc]>=2.40"]
 
 setup(
     name="yolov3_trt",

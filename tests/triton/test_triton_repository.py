@@ -1,0 +1,101 @@
+"""Triton model repository: config.pbtxt parsed by Triton's own protobuf, tensors equal to the model's."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from yolov3_trt.build.sidecar import EngineInfo, file_sha256, write_sidecar
+from yolov3_trt.cli.common import run
+from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+from yolov3_trt.errors import FileError, YoloV3TrtError
+from yolov3_trt.export.onnx_export import export_onnx
+from yolov3_trt.model.yolov3 import YoloV3
+from yolov3_trt.triton.__main__ import main
+from yolov3_trt.triton.repository import TritonOptions, validate_config, write_repository
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                                       reason="tritonclient[grpc] (in the dev extra) provides Triton's protobuf")
+SIZE = (96, 64)
+NAMES = [f"c{i}" for i in range(80)]
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("triton")
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    weights = folder / "tiny.weights"
+    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 3, head_gain=0.15))
+    model.load_darknet_weights(weights)
+    export_onnx(model, folder / "raw.onnx", NAMES, size=SIZE)
+    export_onnx(model, folder / "e2e.onnx", NAMES, flavour="end2end", size=SIZE, max_det=50)
+    export_onnx(model, folder / "fixed.onnx", NAMES, size=SIZE, batch=2)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["raw", "e2e"])
+def test_onnx_repository_matches_what_onnxruntime_outputs(onnx_models, tmp_path, name):
+    source = onnx_models / f"{name}.onnx"
+    config_path = write_repository(source, tmp_path / "repo", TritonOptions(name="yolo", instances=2, kind="cpu"))
+    config = validate_config(config_path.read_text(), config_path)
+    assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 8
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.instance_group[0].count == 2
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    assert (tmp_path / "repo" / "yolo" / "1" / "model.onnx").read_bytes() == source.read_bytes()
+    assert (tmp_path / "repo" / "yolo" / "labels.txt").read_text().split() == NAMES
+    assert config.parameters["yolov3_trt.names"].string_value.startswith('["c0"')
+    session = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    (inp,) = config.input
+    assert inp.name == session.get_inputs()[0].name and list(inp.dims) == [3, SIZE[1], SIZE[0]]
+    outputs = session.run(None, {inp.name: np.zeros((3, 3, SIZE[1], SIZE[0]), np.float32)})
+    kinds = {np.dtype(np.float32): model_config_pb2.TYPE_FP32, np.dtype(np.int32): model_config_pb2.TYPE_INT32}
+    assert [o.name for o in config.output] == [o.name for o in session.get_outputs()]
+    for spec, array in zip(config.output, outputs):
+        assert [3, *spec.dims] == list(array.shape) and spec.data_type == kinds[array.dtype]
+    if name == "e2e":
+        assert [o.label_filename for o in config.output] == ["", "", "", "labels.txt"]
+
+
+def test_engine_repository_from_the_sidecar(onnx_models, tmp_path):
+    import onnx
+
+    engine = tmp_path / "yolo.engine"
+    engine.write_bytes(b"plan bytes")
+    props = {p.key: p.value for p in onnx.load(str(onnx_models / "e2e.onnx")).metadata_props}
+    write_sidecar(engine, EngineInfo(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability=(8, 7),
+                                     precision="int8", input_size=SIZE, batch=(1, 4, 16), flavour="end2end",
+                                     names=tuple(NAMES), anchors=(), engine_sha256=file_sha256(engine),
+                                     model=props))
+    assert run(main, ["--model", str(engine), "--output", str(tmp_path / "repo"), "--preferred-batch", "4,16"]) == 0
+    config_path = tmp_path / "repo" / "yolo" / "config.pbtxt"
+    config = validate_config(config_path.read_text(), config_path)
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 16]
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert [list(o.dims) for o in config.output] == [[1], [50, 4], [50], [50]]
+    assert (tmp_path / "repo" / "yolo" / "1" / "model.plan").read_bytes() == b"plan bytes"
+    with pytest.raises(YoloV3TrtError, match="exceeds the engine's profile maximum 16"):
+        write_repository(engine, tmp_path / "r2", TritonOptions(name="y", max_batch=32))
+    with pytest.raises(YoloV3TrtError, match="only on a GPU instance"):
+        write_repository(engine, tmp_path / "r2", TritonOptions(name="y", kind="cpu"))
+
+
+def test_bad_inputs_exit_2_with_one_line(onnx_models, tmp_path, capsys):
+    cases = [(["--model", str(onnx_models / "fixed.onnx")], "has a fixed batch of 2"),
+             (["--model", str(tmp_path / "missing.onnx")], "no such model file"),
+             (["--model", str(onnx_models / "raw.onnx"), "--name", "a b"], "use letters, digits"),
+             (["--model", str(onnx_models / "raw.onnx"), "--max-batch", "2", "--preferred-batch", "4"],
+              "preferred batch size exceeds max_batch_size 2")]
+    for argv, message in cases:
+        assert run(main, [*argv, "--output", str(tmp_path / "repo")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "repo" / "fixed").exists()
+
+
+def test_validate_config_rejects_what_triton_would():
+    with pytest.raises(FileError, match="not a valid Triton model config"):
+        validate_config('name: "x" max_batch_sise: 4\n', "bad.pbtxt")
+    with pytest.raises(FileError, match="max_batch_size must be >= 1"):
+        validate_config('name: "x" platform: "onnxruntime_onnx"\n', "zero.pbtxt")
