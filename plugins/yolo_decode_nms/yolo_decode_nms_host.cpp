@@ -46,6 +46,8 @@ int run(const YoloParams& p, const void* const* raw_heads, int batch, int thread
 
 extern "C" int yolo_decode_nms_abi_version(void) { return YOLO_ABI_VERSION; }
 
+extern "C" int yolo_decode_nms_params_size(void) { return (int)sizeof(YoloParams); }
+
 extern "C" int yolo_decode_nms_run(const YoloParams* params, const void* const* heads, int fp16, int batch,
                                    int threads, int* num_dets, float* boxes, float* scores, int* classes) {
     if (!params || !heads || batch < 0 || threads < 1 || (fp16 != 0 && fp16 != 1)) return YOLO_BAD_ARGUMENT;

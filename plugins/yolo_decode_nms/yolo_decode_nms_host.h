@@ -20,6 +20,9 @@ enum YoloStatus {
 /* ABI version of this library (YOLO_ABI_VERSION when built from this header). */
 int yolo_decode_nms_abi_version(void);
 
+/* sizeof(YoloParams) as compiled: the ctypes mirror checks its layout against it. */
+int yolo_decode_nms_params_size(void);
+
 /* Decode + per-class NMS of a batch, on this thread.
  *   heads[h]: head h, (batch, A_h * (5 + C), grid_h[h], grid_w[h]) contiguous, float32
  *             (fp16 = 0) or IEEE half bits (fp16 = 1);

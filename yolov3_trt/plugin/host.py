@@ -17,7 +17,7 @@ import numpy as np
 from ..darknet.layers import YoloHead
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, ImageDetections
 from ..postprocess import _check_input_size, _check_outputs
-from .params import PluginConfig
+from .params import PluginConfig, YoloParamsStruct
 from .sources import BUILD_HINT, LIBRARY_NAME, PluginError
 
 ABI_VERSION = 1  # YOLO_ABI_VERSION in yolo_decode_nms_host.h
@@ -48,6 +48,10 @@ def load_library() -> ctypes.CDLL:
         if lib.yolo_decode_nms_abi_version() != ABI_VERSION:
             raise PluginError(f"{path}: built from other sources (ABI {lib.yolo_decode_nms_abi_version()}, "
                               f"expected {ABI_VERSION}); rebuild it: {BUILD_HINT}")
+        lib.yolo_decode_nms_params_size.restype = ctypes.c_int
+        if lib.yolo_decode_nms_params_size() != ctypes.sizeof(YoloParamsStruct):
+            raise PluginError(f"{path}: YoloParams is {lib.yolo_decode_nms_params_size()} bytes there, "
+                              f"{ctypes.sizeof(YoloParamsStruct)} in params.py; rebuild it: {BUILD_HINT}")
         lib.yolo_decode_nms_run.restype = ctypes.c_int
         lib.yolo_decode_nms_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                             ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
