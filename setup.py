@@ -20,11 +20,19 @@ RUNTIME = [
     "matplotlib>=3.6",
 ]
 TRAIN = ["torch>=2.1", "onnx>=1.15", "onnxslim>=0.1.30", "pycocotools>=2.0.7"]
-QUANTIZE = ["onnx>=1.15", "nvidia-modelopt[onnx]>=0.30"]
+# ModelOpt WITHOUT its [onnx] extra, plus that extra's pure-Python parts that modelopt.onnx imports.
+# On Linux x86 nvidia-modelopt[onnx] pins onnxruntime-gpu (~=1.24), which installs the same
+# `onnxruntime` import package as the plain onnxruntime wheel above: pip installs both into one
+# folder and uninstalling either breaks `import onnxruntime`. It also pulls cupy-cuda12x (for INT4
+# only). The CPU onnxruntime wheel has everything quantization needs (calibration runs on its CPU
+# provider, calibration_eps=["cpu"]); users with GPUs swap in onnxruntime-gpu themselves. The
+# version range is the one tested: ModelOpt patches onnxruntime.quantization internals.
+QUANTIZE = ["onnx>=1.15", "nvidia-modelopt>=0.47,<0.48", "onnx-graphsurgeon>=0.6.1", "polygraphy>=0.53.4",
+            "onnxscript", "onnxslim>=0.1.76", "ml_dtypes", "lief"]
 TRT = ["tensorrt>=10.3", "cuda-python>=12.6", "onnx>=1.15"]  # onnx: build reads the ONNX's metadata
 # Everything the CPU test suite needs. OpenCV 4.x is pinned because 5.x dropped the Darknet
 # importer the tests use as an independent YOLOv3; torchvision provides the reference NMS.
-DEV = TRAIN + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100",
+DEV = TRAIN + QUANTIZE + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100",
        "cuda-python>=12.6", "nvidia-cuda-nvrtc"]
 
 # Triton's model-config protobuf, which the tests parse each generated config.pbtxt with
