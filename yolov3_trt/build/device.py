@@ -15,11 +15,6 @@ from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
-# TensorRT releases whose Python plugin API can compile a quickly deployable plugin ahead of
-# time into the engine (tensorrt.plugin.aot_impl); older ones get the end2end graph.
-AOT_PLUGIN_MIN_VERSION = (10, 9)
-
-
 @dataclass(frozen=True)
 class CudaDevice:
     """One CUDA device as the runtime API reports it."""
@@ -118,8 +113,13 @@ def tensorrt_version() -> str | None:
 
 
 def supports_aot_plugin(version: str) -> bool:
-    """Whether TensorRT ``version`` stores quickly deployable plugins ahead of time (>= 10.9)."""
-    return parse_version(version)[:2] >= AOT_PLUGIN_MIN_VERSION
+    """Whether TensorRT ``version`` compiles the decode+NMS plugin ahead of time into the engine.
+
+    ``tensorrt.plugin.aot_impl`` exists from 10.9; older releases get the end2end graph.
+    """
+    from ..plugin import trt_plugin
+
+    return trt_plugin.supports_aot(version)
 
 
 @functools.lru_cache(maxsize=None)

@@ -62,17 +62,15 @@ def read_onnx(path: str | os.PathLike) -> tuple[ModelMetadata, dict[str, str], s
         precision = "fp16"
     else:
         precision = "fp32"
-    uses_plugin = ours.get(PREFIX + "flavour") == "plugin" or _plugin_op() in ops
+    uses_plugin = ours.get(PREFIX + "flavour") == "plugin" or bool(_plugin_ops() & ops)
     return metadata, ours, precision, uses_plugin
 
 
-def _plugin_op() -> str:
-    """The plugin node's op type (from the plugin package when installed)."""
-    try:
-        from ..plugin import trt_plugin
-    except ImportError:
-        return "YoloDecodeNms"
-    return str(trt_plugin.PLUGIN_NAME)
+def _plugin_ops() -> set[str]:
+    """The plugin nodes' op types (one per head count)."""
+    from ..plugin import trt_plugin
+
+    return {trt_plugin.op_type(heads) for heads in trt_plugin.HEAD_COUNTS}
 
 
 def default_timing_cache(tensorrt_version: str, device: CudaDevice) -> Path:
@@ -99,7 +97,7 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
         from ..plugin import trt_plugin  # registers the decode+NMS QDP before the parser meets its node
 
         trt_plugin.register()
-        plugin = {"namespace": str(trt_plugin.PLUGIN_NAMESPACE), "name": str(trt_plugin.PLUGIN_NAME),
+        plugin = {"namespace": str(trt_plugin.PLUGIN_NAMESPACE), "name": trt_plugin.op_type(len(metadata.anchors)),
                   "version": str(trt_plugin.PLUGIN_VERSION)}
     trt_logger = make_logger(verbose)
     trt.init_libnvinfer_plugins(trt_logger, "")
