@@ -113,6 +113,41 @@ def add_postprocess_args(parser: argparse.ArgumentParser, conf: float | None, io
                    help="detections kept per image" + default(max_det, "100"))
 
 
+CALIB_METHODS = ("entropy", "max", "percentile")
+CALIB_IMAGES = 128  # = yolov3_trt.calibration.DEFAULT_NUM_IMAGES (kept here so parsers import nothing heavy)
+
+
+def add_quantize_args(parser: argparse.ArgumentParser) -> None:
+    """--fp16 | --int8, --calib, --calib-method, --calib-images, --calib-seed, --calib-cache.
+
+    Default precision (neither flag) is FP32. ``--calib`` is required with ``--int8``; callers
+    check that with :func:`check_quantize_args`.
+    """
+    g = parser.add_argument_group("precision and calibration")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--fp16", action="store_true", help="FP16 (mixed, FP32 inputs/outputs)")
+    mode.add_argument("--int8", action="store_true", help="INT8 Q/DQ calibrated on --calib images")
+    g.add_argument("--calib", default=None, metavar="PATH",
+                   help="calibration images: a folder, an image list .txt or a COCO .json (labels, when "
+                        "present, stratify the sample by class)")
+    g.add_argument("--calib-method", default="entropy", choices=CALIB_METHODS,
+                   help="activation range method (TensorRT/ModelOpt: entropy, max; CPU/ONNX Runtime: all three)")
+    g.add_argument("--calib-images", type=positive_int, default=CALIB_IMAGES, metavar="N",
+                   help="images sampled from --calib")
+    g.add_argument("--calib-seed", type=int, default=0, metavar="N", help="sampling seed")
+    g.add_argument("--calib-cache", default=None, metavar="DIR",
+                   help="keep calibrated models here; an identical request (model, images, method, size) "
+                        "is copied instead of calibrated again")
+
+
+def check_quantize_args(args: argparse.Namespace) -> None:
+    """UsageError for --int8 without --calib, or calibration flags without --int8."""
+    if args.int8 and not args.calib:
+        raise UsageError("--int8 needs calibration images: give --calib PATH (a folder of typical input images)")
+    if args.calib and not args.int8:
+        raise UsageError("--calib is used only with --int8")
+
+
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a tool's ``main``: user errors print one line to stderr and return 2; Ctrl-C returns 130."""
     verbose = "-v" in (sys.argv[1:] if argv is None else argv) or "--verbose" in (sys.argv[1:] if argv is None else argv)

@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", default=None, metavar="PATH", help="metrics JSON (default: OUTPUT/metrics.json)")
     g.add_argument("--plot-classes", type=int, default=5, metavar="N",
                    help="classes drawn beside the class-agnostic curve (most labelled first)")
+    c = parser.add_argument_group("comparing precisions (FP32 / FP16 / INT8 files of one export)")
+    c.add_argument("--compare", nargs="+", default=None, metavar="ONNX",
+                   help="evaluate these ONNX files side by side on ONNX Runtime (the first is the reference); "
+                        "writes OUTPUT/compare.json, compare.md and compare.png")
+    c.add_argument("--calib", default=None, metavar="PATH",
+                   help="with --compare: per-layer output error of each file against the first, on images "
+                        "sampled from PATH as calibration samples them")
+    c.add_argument("--calib-images", type=positive_int, default=32, metavar="N", help="images for the layer error")
+    c.add_argument("--calib-seed", type=int, default=0, metavar="N", help="sampling seed for the layer error")
     return parser
 
 
@@ -113,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..cli.models import build_detector
 
     data = _data_path(args)
+    if args.calib and not args.compare:
+        raise UsageError("--calib is used only with --compare (per-layer error against the first model)")
     dataset, samples = _load(args, data)
+    if args.compare:
+        return _compare(args, data, dataset, samples, argv)
     detector = build_detector(args)
     with detector:
         model = _model_description(args, detector)
@@ -151,6 +164,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  per-image AP over {metrics['per_image_images']} images "
           f"({metrics['per_image_excluded']} without labels left out)")
     print(f"metrics in {json_path}, precision/recall curves in {plot_path}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int:
+    """--compare: the ONNX files side by side, and per-layer error with --calib."""
+    from ..fileio import atomic_write_text
+    from .compare import dumps, evaluate_models, format_layer_table, plot_comparison, table
+
+    clash = [flag for flag, value in (("--model", args.model), ("--cfg", args.cfg), ("--weights", args.weights),
+                                      ("--checkpoint", args.checkpoint)) if value]
+    if clash:
+        raise UsageError(f"--compare takes the models itself: drop {', '.join(clash)}")
+    if args.backend not in ("auto", "onnxruntime"):
+        raise UsageError("--compare runs every file on ONNX Runtime; drop --backend")
+    for path in args.compare:
+        if not Path(path).is_file():
+            raise YoloV3TrtError(f"{path}: no such model file")
+    results = evaluate_models(args.compare, samples, len(dataset.names), conf=args.conf, iou=args.iou,
+                              max_det=args.max_det, batch=args.batch)
+    errors = None
+    if args.calib:
+        from ..calibration import load_calibration_images, sample_images
+        from ..quantize.model_io import load_source
+        from .layer_error import layer_errors
+
+        reference = load_source(args.compare[0])
+        images = load_calibration_images(sample_images(args.calib, args.calib_images, args.calib_seed),
+                                         reference.size, reference.metadata.resize)
+        others = {r["label"]: r["path"] for r in results[1:]}
+        errors = layer_errors(args.compare[0], others, images)
+    output = Path(args.output)
+    command = "python -m yolov3_trt.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    report = {"models": results, "reference": results[0]["label"], "layer_errors": errors,
+              "dataset": {"path": str(data), "images": len(samples), "names": list(dataset.names)},
+              "settings": {"conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+                           "calib": args.calib, "calib_images": args.calib_images if args.calib else None},
+              "command": command}
+    text = table(results)
+    if errors:
+        text += "\n\nPer-layer relative RMS error against " + results[0]["label"] + ":\n\n" + format_layer_table(errors)
+    atomic_write_text(output / "compare.json", dumps(report))
+    atomic_write_text(output / "compare.md", text + "\n")
+    plot_comparison(results, errors, output / "compare.png", title=f"{len(samples)} images of {Path(data).name}")
+    print(table(results))
+    if errors:
+        for label, rows in errors.items():
+            worst = max((r for r in rows if r["rel_error"] is not None), key=lambda r: r["rel_error"], default=None)
+            if worst:
+                print(f"{label}: largest layer error {100 * worst['rel_error']:.2f}% at layer {worst['layer']}")
+    print(f"wrote {output / 'compare.json'}, {output / 'compare.md'}, {output / 'compare.png'}")
     return 0
 
 

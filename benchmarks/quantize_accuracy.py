@@ -1,0 +1,87 @@
+"""FP32 / FP16 / INT8 accuracy of one trained model on ONNX Runtime: ``python benchmarks/quantize_accuracy.py``.
+
+Exports the checkpoint trained by ``benchmarks/train_synthetic.py`` (yolov3-tiny, 192 px, on the
+generated shapes set) to FP32 ONNX, converts it to FP16 and to both INT8 placements (ONNX
+Runtime CPU and TensorRT/ModelOpt), calibrated on images sampled from the *training* split,
+then evaluates all four side by side on the *held-out* split with
+``python -m yolov3_trt.evaluate --compare`` (per-layer error on the calibration images included).
+Writes compare.json / compare.md / compare.png and quantize_accuracy.json (with the machine and
+the pass/fail of the targets: INT8 within 1.0 AP50 point of FP32, FP16 within 0.2) to --output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "docs" / "benchmarks" / "train_synthetic"
+TARGETS = {"FP16": 0.2, "INT8 cpu": 1.0, "INT8 tensorrt": 1.0}  # max AP50 drop in points
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default=str(RUN / "run" / "best.pt"))
+    p.add_argument("--train", default=str(RUN / "data" / "train.txt"), help="calibration images are sampled from here")
+    p.add_argument("--val", default=str(RUN / "data" / "val.txt"), help="held-out images the accuracy is measured on")
+    p.add_argument("--size", default="192", help="input size: the one the model was trained and validated at")
+    p.add_argument("--calib-images", type=int, default=128)
+    p.add_argument("--calib-method", default="entropy")
+    p.add_argument("--layer-images", type=int, default=32, help="calibration images for the per-layer error")
+    p.add_argument("--output", default="docs/benchmarks/quantize")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from yolov3_trt.evaluate.__main__ import main as evaluate_main
+    from yolov3_trt.export.__main__ import main as export_main
+    from yolov3_trt.fileio import atomic_write_json
+    from yolov3_trt.quantize import quantize_fp16, quantize_int8
+
+    out = Path(args.output)
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-qacc-") as tmp:
+        tmp = Path(tmp)
+        fp32 = tmp / "fp32.onnx"
+        export_main(["--checkpoint", args.checkpoint, "--size", args.size, "--output", str(fp32)])
+        began = time.perf_counter()
+        quantize_fp16(fp32, tmp / "fp16.onnx")
+        seconds["fp16"] = time.perf_counter() - began
+        for target in ("cpu", "tensorrt"):
+            began = time.perf_counter()
+            quantize_int8(fp32, tmp / f"int8-{target}.onnx", args.train, target=target, method=args.calib_method,
+                          num_images=args.calib_images, seed=0)
+            seconds[f"int8-{target}"] = time.perf_counter() - began
+        evaluate_main([args.val, "--compare", str(fp32), str(tmp / "fp16.onnx"), str(tmp / "int8-cpu.onnx"),
+                       str(tmp / "int8-tensorrt.onnx"), "--calib", args.train, "--calib-images",
+                       str(args.layer_images), "--output", str(out)])
+    report = json.loads((out / "compare.json").read_text())
+    fp32_ap50 = report["models"][0]["metrics"]["ap50"]
+    checks = {}
+    for model in report["models"][1:]:
+        drop = 100 * (fp32_ap50 - model["metrics"]["ap50"])
+        limit = TARGETS.get(model["label"])
+        checks[model["label"]] = {"ap50_drop_points": drop, "limit_points": limit,
+                                  "pass": None if limit is None else drop <= limit}
+    summary = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *(argv or sys.argv[1:])]),
+               "machine": machine_info(), "checkpoint": args.checkpoint, "calibration": {
+                   "from": args.train, "images": args.calib_images, "method": args.calib_method, "seed": 0},
+               "evaluated_on": args.val, "quantize_seconds": seconds, "checks": checks}
+    atomic_write_json(out / "quantize_accuracy.json", summary)
+    for label, check in checks.items():
+        print(f"{label}: AP50 {check['ap50_drop_points']:+.2f} points below FP32 (limit {check['limit_points']}): "
+              f"{'pass' if check['pass'] else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

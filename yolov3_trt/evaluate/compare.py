@@ -1,0 +1,145 @@
+"""Several ONNX files of one model side by side on ONNX Runtime: accuracy, and per-layer error.
+
+``python -m yolov3_trt.evaluate DATA --compare fp32.onnx fp16.onnx int8-cpu.onnx int8-trt.onnx
+[--calib PATH]`` runs each file with the same Detector settings over DATA (COCO mAP, AP50, the
+paper's global AP), and with ``--calib`` the per-layer output error of every converted file
+against the FP32 one on the calibration images (:mod:`.layer_error`). The TensorRT INT8 file runs
+here too, on the CPU (slowly), so its accuracy is known before a GPU sees it. Writes
+``compare.json``, ``compare.md`` (the table) and ``compare.png`` (AP bars and layer errors).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import YoloV3TrtError
+from .metrics import Evaluation, coco_metrics
+from .runner import run_detector
+
+logger = logging.getLogger(__name__)
+COLUMNS = (("map", "mAP@[.5:.95]"), ("ap50", "AP50"), ("global_ap50", "global AP50"), ("global_ap", "global AP"))
+
+
+def model_label(path: str | os.PathLike) -> str:
+    """"FP32", "FP16", "INT8 cpu", "INT8 tensorrt" from the file's metadata (the file name if unknown)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    precision = props.get("yolov3_trt.precision", "fp32").upper()
+    target = props.get("yolov3_trt.quantize_target", "")
+    return f"{precision} {target}" if precision == "INT8" and target else precision
+
+
+def evaluate_models(paths: Sequence[str | os.PathLike], samples: Sequence, num_classes: int, *, conf: float,
+                    iou: float | None, max_det: int, batch: int = 8, threads: int | None = None) -> list[dict[str, Any]]:
+    """COCO and global AP of each ONNX file on ``samples``, run by a Detector on ONNX Runtime (CPU)."""
+    from ..runtime.detector import Detector
+
+    results = []
+    labels: dict[str, int] = {}
+    for path in paths:
+        label = model_label(path)
+        labels[label] = labels.get(label, 0) + 1
+        if labels[label] > 1:
+            label = f"{label} ({Path(path).name})"
+        with Detector(path, "onnxruntime", conf=conf, iou=iou, max_det=max_det, device="cpu",
+                      threads=threads) as detector:
+            if len(detector.names) != num_classes:
+                raise YoloV3TrtError(f"{path}: the model has {len(detector.names)} classes, the dataset {num_classes}")
+            ground_truth, predictions, sizes, seconds = run_detector(detector, samples, batch)
+        coco = coco_metrics(ground_truth, predictions, sizes, num_classes)
+        coco.pop("per_class")
+        metrics = {**coco, **Evaluation(ground_truth, predictions).global_ap()}
+        results.append({"label": label, "path": str(path), "metrics": metrics,
+                        "images_per_second": len(sizes) / seconds if seconds else None})
+    return results
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table: one row per model, AP columns and the AP50 difference to the first row."""
+    head = "| model | " + " | ".join(name for _, name in COLUMNS) + " | ΔAP50 vs first | images/s |"
+    lines = [head, "|" + " --- |" * (len(COLUMNS) + 3)]
+    base = results[0]["metrics"]["ap50"] if results else float("nan")
+    for r in results:
+        m = r["metrics"]
+        cells = [f"{100 * m[k]:.2f}" if m[k] is not None and not np.isnan(m[k]) else "n/a" for k, _ in COLUMNS]
+        delta = 100 * (m["ap50"] - base)
+        ips = f"{r['images_per_second']:.1f}" if r["images_per_second"] else "-"
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {delta:+.2f} | {ips} |")
+    return "\n".join(lines)
+
+
+def plot_comparison(results: Sequence[dict[str, Any]], errors: dict[str, list[dict[str, Any]]] | None,
+                    path: str | os.PathLike, title: str = "", dpi: int = 120) -> Path:
+    """AP bars per model (left) and, if given, per-layer error lines (right), as one PNG (atomic)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ..fileio import atomic_path
+
+    figure = Figure(figsize=(13 if errors else 7, 4.8), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 2 if errors else 1, 1)
+    width = 0.8 / len(COLUMNS)
+    x = np.arange(len(results))
+    for j, (key, name) in enumerate(COLUMNS):
+        values = [100 * (r["metrics"][key] or 0.0) for r in results]
+        bars = axes.bar(x + (j - (len(COLUMNS) - 1) / 2) * width, values, width, label=name)
+        axes.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
+    axes.set_xticks(x, [r["label"] for r in results], fontsize=8)
+    axes.set_ylabel("AP (%)")
+    axes.set_ylim(0, 105)
+    axes.legend(loc="lower right", fontsize="small")
+    axes.set_title(title or "accuracy on ONNX Runtime (CPU)", fontsize=9)
+    if errors:
+        right = figure.add_subplot(1, 2, 2)
+        for label, rows in errors.items():
+            points = [(r["layer"] if r["layer"] is not None else i, r["rel_error"]) for i, r in enumerate(rows)
+                      if r["rel_error"]]
+            if points:
+                right.plot(*zip(*points), marker="o", markersize=3, label=label)
+        right.set_yscale("log")
+        right.set_xlabel("Darknet layer (Conv outputs)")
+        right.set_ylabel("relative RMS error vs FP32")
+        right.grid(True, which="both", alpha=0.3)
+        right.legend(loc="best", fontsize="small")
+        right.set_title("per-layer error on the calibration images", fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def format_layer_table(errors: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown: one row per Conv layer, relative error (%) per converted model."""
+    labels = list(errors)
+    if not labels:
+        return ""
+    lines = ["| layer | " + " | ".join(f"{label} rel. error %" for label in labels) + " |",
+             "|" + " --- |" * (len(labels) + 1)]
+    for i, row in enumerate(errors[labels[0]]):
+        cells = []
+        for label in labels:
+            rel = errors[label][i]["rel_error"]
+            cells.append(f"{100 * rel:.2f}" if rel is not None else "n/a")
+        lines.append(f"| {row['layer'] if row['layer'] is not None else row['tensor']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def dumps(report: dict[str, Any]) -> str:
+    """JSON with NaN written as null."""
+    def clean(value):
+        if isinstance(value, float) and np.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    return json.dumps(clean(report), indent=2) + "\n"

@@ -1,0 +1,67 @@
+"""``python -m yolov3_trt.quantize``: an FP32 ONNX export to FP16, or to INT8 Q/DQ calibrated on images.
+
+INT8 comes in two placements, each for its engine (``--target``): ``tensorrt`` (NVIDIA ModelOpt:
+symmetric, zero point 0, per-channel weights, FP16 elsewhere; what ``build --int8`` compiles)
+and ``cpu`` (ONNX Runtime static quantization: uint8 activations, int8 per-channel weights; what
+runs fast on ONNX Runtime). Both take the same seeded sample of --calib images, preprocessed as
+at inference. The result keeps the model's metadata, so every yolov3_trt tool loads it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..cli.common import UsageError, add_quantize_args, check_quantize_args, make_parser, parse_size, run
+
+SUFFIX = {"fp16": "-fp16", "tensorrt": "-int8-trt", "cpu": "-int8-cpu"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser("python -m yolov3_trt.quantize", __doc__.split("\n")[0].split(": ", 1)[1])
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="FP32 ONNX from python -m yolov3_trt.export (or --model)")
+    parser.add_argument("--model", dest="model_flag", default=None, metavar="PATH", help="the FP32 ONNX, as MODEL")
+    add_quantize_args(parser)
+    g = parser.add_argument_group("output")
+    g.add_argument("--target", choices=("tensorrt", "cpu"), default="tensorrt",
+                   help="INT8 placement: tensorrt (ModelOpt, for build --int8) or cpu (ONNX Runtime)")
+    g.add_argument("--size", type=parse_size, default=None, metavar="N|WxH",
+                   help="check that the model's input is this size (default: the model's own)")
+    g.add_argument("--output", default=None, metavar="PATH",
+                   help="ONNX to write (default: MODEL's stem + -fp16, -int8-trt or -int8-cpu)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.model and args.model_flag and args.model != args.model_flag:
+        raise UsageError(f"two models given: MODEL {args.model} and --model {args.model_flag}")
+    model = args.model or args.model_flag
+    if not model:
+        raise UsageError("no model: give the FP32 ONNX file (MODEL or --model)")
+    if not (args.fp16 or args.int8):
+        raise UsageError("choose a precision: --fp16 or --int8")
+    check_quantize_args(args)
+    kind = "fp16" if args.fp16 else args.target
+    output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")
+    if output.resolve() == Path(model).resolve():
+        raise UsageError(f"--output {output} would overwrite the source model")
+
+    from . import quantize_fp16, quantize_int8
+    from .model_io import load_source
+
+    if args.fp16:
+        load_source(model, args.size)
+        quantize_fp16(model, output)
+        print(f"wrote {output} (FP16, FP32 inputs/outputs)")
+    else:
+        quantize_int8(model, output, args.calib, target=args.target, method=args.calib_method,
+                      num_images=args.calib_images, seed=args.calib_seed, cache_dir=args.calib_cache, size=args.size)
+        print(f"wrote {output} (INT8 for {args.target}, {args.calib_method} calibration on "
+              f"{args.calib_images} images from {args.calib})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

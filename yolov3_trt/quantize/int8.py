@@ -1,0 +1,112 @@
+"""``quantize_int8``: sample and preprocess calibration images, consult the cache, calibrate, save.
+
+One entry point for both targets, so both INT8 files of a model come from the same images:
+``target="tensorrt"`` (ModelOpt, :mod:`.int8_tensorrt`) or ``target="cpu"`` (ONNX Runtime,
+:mod:`.int8_cpu`). Methods each tool offers: ``entropy`` (both; the default), ``max`` (both),
+``percentile`` (ONNX Runtime only).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from ..calibration import DEFAULT_NUM_IMAGES, CalibrationCache, calibration_key, load_calibration_images, sample_images
+from ..fileio import atomic_path
+from .model_io import QuantizeError, finish, load_source, prepare
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("tensorrt", "cpu")
+METHODS = {"tensorrt": ("entropy", "max"), "cpu": ("entropy", "max", "percentile")}
+ALL_METHODS = ("entropy", "max", "percentile")
+
+
+def _settings(target: str) -> str:
+    """The quantizer and version that produced an entry: part of the cache key."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "none"
+
+    tool = f"nvidia-modelopt {v('nvidia-modelopt')}" if target == "tensorrt" else "onnxruntime"
+    ort = v("onnxruntime") if v("onnxruntime") != "none" else v("onnxruntime-gpu")
+    return f"yolov3_trt-int8-v1; {tool}; onnxruntime {ort}"
+
+
+def check_request(target: str, method: str) -> None:
+    if target not in TARGETS:
+        raise QuantizeError("<quantize>", f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+    if method not in METHODS[target]:
+        tool = "ModelOpt (TensorRT)" if target == "tensorrt" else "ONNX Runtime"
+        raise QuantizeError("<quantize>", f"calibration method {method!r} is not offered by {tool} for INT8: "
+                                          f"use one of {', '.join(METHODS[target])}")
+
+
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
+                  calib: str | os.PathLike | Sequence[str | os.PathLike], *, target: str = "tensorrt",
+                  method: str = "entropy", num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0,
+                  cache_dir: str | os.PathLike | None = None, size: tuple[int, int] | None = None,
+                  progress: bool = True) -> Path:
+    """Write ``src`` (an FP32 export) to ``dst`` as INT8 Q/DQ ONNX calibrated on images, atomically.
+
+    Args:
+        src: the FP32 ONNX from ``python -m yolov3_trt.export``.
+        dst: the INT8 ONNX to write.
+        calib: calibration images: a folder, an image list ``.txt``, a COCO ``.json``, an image,
+            or a sequence of image files (see :func:`yolov3_trt.calibration.sample_images`).
+        target: ``"tensorrt"`` (ModelOpt: symmetric, zero point 0, TensorRT placement, FP16
+            elsewhere) or ``"cpu"`` (ONNX Runtime: uint8 activations, int8 per-channel weights).
+        method: ``"entropy"``, ``"max"`` or (cpu only) ``"percentile"``.
+        num_images: calibration images sampled from ``calib`` (seeded, stratified by class).
+        seed: sampling seed.
+        cache_dir: a folder of calibrated models; an identical request is copied from it.
+        size: (width, height) the caller expects; QuantizeError when the model's differs.
+
+    Returns:
+        ``dst`` as a Path.
+
+    Raises:
+        CalibrationError: an empty, unreadable or too small calibration set, or non-images.
+        QuantizeError: a source model that is not an FP32 yolov3_trt export, a size mismatch, an
+            unknown target or a method the target's tool does not offer.
+    """
+    check_request(target, method)
+    source = load_source(src, size)
+    images = sample_images(calib, num_images, seed)
+    dst = Path(dst)
+    cache = CalibrationCache(cache_dir) if cache_dir is not None else None
+    key = None
+    if cache is not None:
+        key = calibration_key(source.path, images, method=method, size=source.size, target=target,
+                              settings=_settings(target))
+        if cache.fetch(key, dst):
+            return dst
+    blob = load_calibration_images(images, source.size, source.metadata.resize, progress=progress)
+    logger.info("calibrating %s for %s with %s on %d images at %dx%d", source.path.name, target, method,
+                len(images), *source.size)
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-int8-") as tmp_dir:
+        raw = Path(tmp_dir) / "int8.onnx"
+        prepared = prepare(source, tmp_dir)
+        if target == "tensorrt":
+            from .int8_tensorrt import quantize_tensorrt
+            quantize_tensorrt(prepared, raw, source.input_name, blob, method)
+        else:
+            from .int8_cpu import quantize_cpu
+            quantize_cpu(prepared, raw, source.input_name, blob, method)
+        model = onnx.load(str(raw))
+        calibration = {"method": method, "images": len(images), "seed": seed, "size": list(source.size)}
+        with atomic_path(dst) as tmp:
+            finish(model, source, tmp, precision="int8", quantize_target=target, calibration=calibration)
+            if cache is not None and key is not None:
+                cache.store(key, tmp, {"source": str(source.path), "target": target, **calibration,
+                                       "settings": _settings(target), "images_used": [str(p) for p in images]})
+    logger.info("wrote INT8 (%s) model %s", target, dst)
+    return dst

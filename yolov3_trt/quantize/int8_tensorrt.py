@@ -1,0 +1,37 @@
+"""INT8 for TensorRT: explicit Q/DQ placed by NVIDIA ModelOpt (``modelopt.onnx.quantization``).
+
+What TensorRT needs (its explicit-quantization rules) and how it is asked for:
+- symmetric INT8, zero point 0 on every Q/DQ, no quantized bias: ModelOpt's INT8 mode
+  (``use_zero_point=False``); tests check every Conv's input and weight.
+- per-channel weights (axis 0 of each Conv weight): ModelOpt's default for Conv.
+- TensorRT's placement: Q/DQ on the inputs of the ops TensorRT runs in INT8 (Conv, Add,
+  MaxPool, ...), none after them, so TensorRT fuses ``DQ -> Conv -> LeakyRelu -> Add`` itself.
+- what is not quantized runs in FP16 (``high_precision_dtype="fp16"``), since TensorRT 11 takes
+  precision only from the file (strongly typed network).
+- calibration on the CPU (``calibration_eps=["cpu"]``): ModelOpt's default list tries CUDA and
+  TensorRT execution providers first; on a machine without them the CPU provider is the one that
+  works, and the activation ranges do not depend on where they are measured.
+
+The file also runs on ONNX Runtime's CPU provider (slowly: no Q after a Conv means no integer
+kernel), which is how its accuracy is measured before any GPU sees it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METHODS = {"entropy": "entropy", "max": "max"}  # what ModelOpt offers for INT8
+
+
+def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str, images: np.ndarray,
+                      method: str) -> None:
+    """Calibrate ``src`` on ``images`` ``(N, 3, H, W)`` with ``method`` and write TensorRT Q/DQ INT8 to ``tmp``."""
+    from modelopt.onnx.quantization import quantize
+
+    quantize(onnx_path=str(src), quantize_mode="int8", calibration_data={input_name: images},
+             calibration_method=METHODS[method], calibration_eps=["cpu"], high_precision_dtype="fp16",
+             use_zero_point=False, output_path=str(tmp), log_level="WARNING")
