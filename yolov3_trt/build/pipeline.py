@@ -91,6 +91,11 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     if device is None:
         _, device = require_tensorrt(onnx_path)
     import tensorrt as trt  # importable: require_tensorrt checked it
+
+    if device.index:
+        from .device import cuda_runtime
+
+        cuda_runtime().cudaSetDevice(device.index)  # the builder works on the current device
     metadata, props, precision, uses_plugin = read_onnx(onnx_path)
     plugin: Mapping[str, str] = {}
     if uses_plugin:

@@ -126,7 +126,7 @@ class TensorRTBackend(Backend):
             self.close()
             raise
         self.cuda_graph = cuda_graph
-        self._runs: dict[int, int] = {}
+        self._shape_ran = False  # a plain enqueue has run since the last set_input_shape
         self._bound_batch = -1
         logger.debug("%s: TensorRT %s on %s, batch %d..%d", path, trt.__version__, found.name, self.min_batch,
                      self.max_batch)
@@ -170,7 +170,7 @@ class TensorRTBackend(Backend):
         if batch != self._bound_batch:
             if not self._context.set_input_shape(self.input_name, blob.shape):
                 raise YoloV3TrtError(f"{self.path}: the engine refuses input shape {tuple(blob.shape)}")
-            self._bound_batch = batch
+            self._bound_batch, self._shape_ran = batch, False
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         source = self._buffers[self.input_name]
         count = blob.size
@@ -194,8 +194,7 @@ class TensorRTBackend(Backend):
         if batch in self._graphs:
             self._check(rt.cudaGraphLaunch(self._graphs[batch][1], stream), "cudaGraphLaunch")
             return
-        self._runs[batch] = self._runs.get(batch, 0) + 1
-        if self.cuda_graph and self._runs[batch] >= 2:  # TensorRT needs one plain run at a shape first
+        if self.cuda_graph and self._shape_ran:  # TensorRT needs a plain run after a shape change first
             mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
             self._check(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
             ok = self._context.execute_async_v3(stream)
@@ -208,6 +207,7 @@ class TensorRTBackend(Backend):
             return
         if not self._context.execute_async_v3(stream):
             raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine")
+        self._shape_ran = True
 
     # ---- lifecycle -------------------------------------------------------------------------
 
