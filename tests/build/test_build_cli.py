@@ -1,0 +1,102 @@
+"""``python -m yolov3_trt.build`` without TensorRT: every step that needs no GPU runs, then exit 2.
+
+These tests assert the path this machine takes (no TensorRT, no GPU); the GPU path is in
+``tests/gpu/``. They skip where TensorRT and a GPU are present, since there the tool builds.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import onnx
+import pytest
+from conftest import DARKNET
+
+from yolov3_trt.build.__main__ import _choose_flavour, main, parse_batch
+from yolov3_trt.build.device import is_available
+from yolov3_trt.cli.common import run
+from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+from yolov3_trt.model.yolov3 import YoloV3
+
+pytestmark = pytest.mark.skipif(is_available(), reason="TensorRT and a GPU are here: the tool builds engines")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.weights"
+    model = YoloV3.from_cfg("yolov3-tiny")
+    write_darknet_weights(path, model.network, random_darknet_weights(model.network, 5, head_gain=0.15))
+    return path
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_fp32_exports_end2end_then_names_the_onnx(weights, tmp_path, capsys):
+    out = tmp_path / "out" / "tiny.engine"
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--batch", "1:2:4",
+                      "--workspace", "512", "--output", str(out)]) == 2
+    onnx_path = tmp_path / "out" / "tiny-end2end.onnx"
+    line = _one_line(capsys)
+    assert line.startswith("error: TensorRT") or "no usable CUDA" in line or "a GPU" in line
+    assert line.endswith(f"{onnx_path} is ready to build on the target device with python -m yolov3_trt.build "
+                         f"--model {onnx_path} --batch 1:2:4 --workspace 512")
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["num_dets", "boxes", "scores", "classes"]
+    assert not out.exists() and not out.with_name("tiny.engine.json").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                    reason="INT8 calibration for TensorRT needs nvidia-modelopt[onnx] (the [quantize] extra)")
+def test_int8_calibrates_then_names_the_int8_onnx(weights, tmp_path, capsys):
+    out = tmp_path / "tiny.engine"
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--int8",
+                      "--calib", str(DARKNET / "images"), "--calib-images", "3", "--output", str(out)]) == 2
+    int8 = tmp_path / "tiny-end2end-int8.onnx"
+    assert _one_line(capsys).endswith(f"{int8} is ready to build on the target device with python -m "
+                                      f"yolov3_trt.build --model {int8} --batch 1:1:1")
+    ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    from yolov3_trt.build.pipeline import read_onnx
+
+    assert read_onnx(int8)[2] == "int8" and read_onnx(tmp_path / "tiny-end2end.onnx")[2] == "fp32"
+
+
+def test_from_an_onnx_file(weights, tmp_path, capsys):
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "raw",
+                      "--output", str(tmp_path / "x.engine")]) == 2
+    raw = tmp_path / "tiny-raw.onnx"
+    capsys.readouterr()
+    assert run(main, ["--model", str(raw), "--batch", "8", "--dla-core", "0", "--hardware-compatible", "ampere+",
+                      "--version-compatible"]) == 2
+    assert _one_line(capsys).endswith(f"--model {raw} --batch 8:8:8 --dla-core 0 --hardware-compatible ampere+ "
+                                      "--version-compatible")
+    assert run(main, ["--model", str(raw), "--size", "96"]) == 2
+    assert "has input 64x64; --size cannot change it" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "nothing to build"),
+    (["--model", "m.onnx", "--cfg", "yolov3"], "drop --cfg"),
+    (["--model", "m.onnx", "--flavour", "raw"], "--model already is one"),
+    (["--model", "missing.onnx"], "missing.onnx: no such ONNX file"),
+    (["--model", "m.onnx", "--int8"], "--int8 needs calibration images"),
+])
+def test_usage_errors(argv, message, capsys):
+    assert run(main, argv) == 2
+    assert message in _one_line(capsys)
+
+
+def test_batch_and_flavour_choice():
+    assert parse_batch("4") == (4, 4, 4) and parse_batch("1:4:8") == (1, 4, 8)
+    for bad in ("0", "4:2:8", "1:2", "a"):
+        with pytest.raises(Exception, match="MIN:OPT:MAX"):
+            parse_batch(bad)
+    assert _choose_flavour("auto", None) == "end2end"
+    assert _choose_flavour("auto", "10.3.0.30") == "end2end"
+    assert _choose_flavour("auto", "10.9.0.34") == "plugin"
+    assert _choose_flavour("raw", "10.13.0.35") == "raw"
