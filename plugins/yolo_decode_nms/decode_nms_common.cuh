@@ -55,8 +55,21 @@ HOST_DEVICE inline float half_to_float(unsigned short h) {
     return bits_float(sign | (e << 23) | ((mant & 0x3ffu) << 13));
 }
 
-HOST_DEVICE inline float load_value(const float* p, long long i) { return p[i]; }
-HOST_DEVICE inline float load_value(const unsigned short* p, long long i) { return half_to_float(p[i]); }
+/* Head values; on the GPU through the read-only data cache (heads are never written here). */
+HOST_DEVICE inline float load_value(const float* p, long long i) {
+#if defined(__CUDA_ARCH__)
+    return __ldg(p + i);
+#else
+    return p[i];
+#endif
+}
+HOST_DEVICE inline float load_value(const unsigned short* p, long long i) {
+#if defined(__CUDA_ARCH__)
+    return half_to_float(__ldg(p + i));
+#else
+    return half_to_float(p[i]);
+#endif
+}
 
 /* The reference's sigmoid: float64, `num / (1 + e^-|x|)` with num = 1 (x >= 0) or e^-|x|. */
 HOST_DEVICE inline double sigmoid_d(double x) {
