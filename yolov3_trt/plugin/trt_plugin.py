@@ -108,7 +108,10 @@ def current_arch() -> str:
         from cuda.bindings import driver
     except ImportError:
         raise PluginError("the plugin needs cuda-python to find the GPU architecture: pip install cuda-python") from None
-    (err,) = driver.cuInit(0)
+    try:
+        (err,) = driver.cuInit(0)
+    except Exception as exc:  # cuda-python raises when libcuda itself is missing
+        raise PluginError(f"no CUDA driver to build the plugin for ({type(exc).__name__})") from None
     if int(err) == 0:
         err, device = driver.cuCtxGetDevice()
         if int(err) != 0:
