@@ -16,7 +16,7 @@ from .errors import FileError
 
 FORMAT = "yolov3_trt"
 VERSION = 1
-FLAVOURS = ("raw", "end2end")
+FLAVOURS = ("raw", "end2end", "plugin")  # plugin: decode + NMS as the TensorRT plugin node
 PREFIX = "yolov3_trt."
 
 

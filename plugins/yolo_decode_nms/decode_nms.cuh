@@ -140,7 +140,7 @@ HOST_DEVICE inline double box_iou(const float* a, const float* b) {
 }
 
 /* Decode + NMS of one image. Outputs of this image: num_dets[0], boxes[max_det * 4],
- * scores[max_det], classes[max_det]; slots past num_dets are zero. */
+ * scores[max_det], classes[max_det]; slots past num_dets hold zero boxes and scores, class -1. */
 template <class Exec, class T>
 HOST_DEVICE void decode_nms_image(const Exec& ex, const YoloParams& p, const T* const* heads, int image,
                                   const YoloWorkspace& ws, int* num_dets, float* boxes, float* scores,
@@ -224,13 +224,13 @@ HOST_DEVICE void decode_nms_image(const Exec& ex, const YoloParams& p, const T* 
         ex.barrier();
     }
 
-    /* 5. Fixed-size outputs: zero the unused slots. */
+    /* 5. Fixed-size outputs: clear the unused slots. */
     ex.for_each_thread([&](int tid) {
         if (tid == 0) num_dets[0] = kept;
         for (int s = kept + tid; s < p.max_det; s += ex.threads()) {
             boxes[4 * s] = boxes[4 * s + 1] = boxes[4 * s + 2] = boxes[4 * s + 3] = 0.0f;
             scores[s] = 0.0f;
-            classes[s] = 0;
+            classes[s] = -1; /* as the end2end graph: no class */
         }
     });
 }

@@ -29,7 +29,7 @@ int yolo_decode_nms_params_size(void);
  *   threads:  logical threads of the host executor (1 is fastest; any count gives the same
  *             output, which is what the tests check);
  *   outputs:  num_dets (batch), boxes (batch, max_det, 4), scores (batch, max_det),
- *             classes (batch, max_det); slots past num_dets are zero.
+ *             classes (batch, max_det); slots past num_dets: zero boxes and scores, class -1.
  * Returns a YoloStatus. */
 int yolo_decode_nms_run(const YoloParams* params, const void* const* heads, int fp16, int batch, int threads,
                         int* num_dets, float* boxes, float* scores, int* classes);

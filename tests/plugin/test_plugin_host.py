@@ -160,6 +160,7 @@ def test_empty_results():
                                      max_det=10, capacity=100)
     num_dets, boxes, scores, classes = host.run_host(outputs, config)
     assert num_dets.shape == (3, 1) and not num_dets.any() and not boxes.any() and not scores.any()
+    assert (classes == -1).all()
     assert boxes.shape == (3, 10, 4) and scores.shape == classes.shape == (3, 10)
 
 

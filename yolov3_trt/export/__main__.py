@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..cli.common import UsageError, add_model_args, add_postprocess_args, make_parser, run
 from ..cli.models import load_torch_model
+from ..plugin.params import DEFAULT_DEVICE_CAPACITY, max_device_capacity
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 
 
@@ -15,15 +16,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_args(parser)
     add_postprocess_args(parser, DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET)
     g = parser.add_argument_group("export")
-    g.add_argument("--flavour", choices=("raw", "end2end"), default="raw",
+    g.add_argument("--flavour", choices=("raw", "end2end", "plugin"), default="raw",
                    help="raw: the head tensors (decode + NMS outside); end2end: decode + NMS in the graph, "
-                        "EfficientNMS outputs (--conf/--iou/--max-det are baked in)")
+                        "EfficientNMS outputs (--conf/--iou/--max-det are baked in); plugin: the same as one "
+                        "CUDA plugin node (TensorRT >= 10.9 only)")
     g.add_argument("--output", default=None, metavar="PATH",
-                   help="ONNX file to write (default: <weights or checkpoint stem>[-end2end].onnx)")
+                   help="ONNX file to write (default: <weights or checkpoint stem>[-end2end|-plugin].onnx)")
     g.add_argument("--batch", type=int, default=None, metavar="N", help="fixed batch size (default: dynamic)")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
-    g.add_argument("--pre-nms-top-k", type=int, default=DEFAULT_PRE_NMS_TOP_K, metavar="K",
-                   help="end2end: best candidates entering NMS (TensorRT's TopK allows <= 3840)")
+    g.add_argument("--pre-nms-top-k", type=int, default=None, metavar="K",
+                   help=f"end2end/plugin: best candidates entering NMS (default {DEFAULT_PRE_NMS_TOP_K} for end2end, "
+                        f"TensorRT's TopK limit; {DEFAULT_DEVICE_CAPACITY} for plugin, at most {max_device_capacity()})")
     g.add_argument("--resize", choices=("letterbox", "resize"), default="letterbox",
                    help="how runtimes must fit images to the input (stored in the metadata)")
     g.add_argument("--no-simplify", action="store_true", help="skip onnxslim's constant folding")
@@ -31,14 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch is not None and args.batch < 1:
         raise UsageError("--batch must be >= 1")
     if args.flavour == "raw" and (args.conf, args.iou, args.max_det) != (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET):
-        raise UsageError("--conf/--iou/--max-det are baked in only with --flavour end2end; a raw graph takes "
-                         "them at run time")
+        raise UsageError("--conf/--iou/--max-det are baked in only with --flavour end2end or plugin; a raw graph "
+                         "takes them at run time")
+    if args.pre_nms_top_k is not None and args.pre_nms_top_k < 1:
+        raise UsageError("--pre-nms-top-k must be >= 1")
 
     from .onnx_export import export_onnx, file_sha256
 
     model, names = load_torch_model(args)
     source = args.checkpoint or args.weights
-    suffix = "-end2end" if args.flavour == "end2end" else ""
+    suffix = "" if args.flavour == "raw" else f"-{args.flavour}"
     output = Path(args.output) if args.output else Path(f"{Path(source).stem}{suffix}.onnx")
     meta = export_onnx(model, output, names, flavour=args.flavour, size=args.size, batch=args.batch,
                        opset=args.opset, conf=args.conf, iou=args.iou, max_det=args.max_det,

@@ -1,8 +1,9 @@
 """Export a :class:`~yolov3_trt.model.yolov3.YoloV3` to ONNX, with the metadata runtimes need.
 
-Two flavours: ``raw`` (one output per [yolo] head, Darknet's layout; decode + NMS run outside,
-on the CPU or in the CUDA plugin) and ``end2end`` (decode + NMS appended with standard ONNX ops,
-EfficientNMS-style outputs). The batch dimension is dynamic unless a batch size is given; the
+Three flavours: ``raw`` (one output per [yolo] head, Darknet's layout; decode + NMS run outside,
+on the CPU), ``end2end`` (decode + NMS appended with standard ONNX ops, EfficientNMS-style
+outputs) and ``plugin`` (decode + NMS as one node of the CUDA plugin, same outputs; TensorRT
+>= 10.9 only, see :mod:`.plugin_node`). The batch dimension is dynamic unless a batch size is given; the
 input size is fixed (the decode constants depend on it).
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..metadata import ModelMetadata
 from ..model.yolov3 import YoloV3
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 from .end2end import append_end2end
+from ..plugin.params import DEFAULT_DEVICE_CAPACITY
+from .plugin_node import append_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -71,20 +74,24 @@ def _simplify(model: onnx.ModelProto) -> onnx.ModelProto:
 def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *, flavour: str = "raw",
                 size: tuple[int, int] | None = None, batch: int | None = None, opset: int = DEFAULT_OPSET,
                 conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, max_det: int = DEFAULT_MAX_DET,
-                pre_nms_top_k: int = DEFAULT_PRE_NMS_TOP_K, resize: str = "letterbox",
+                pre_nms_top_k: int | None = None, resize: str = "letterbox",
                 weights_sha256: str = "", source: str = "", simplify: bool = True) -> ModelMetadata:
     """Write ``model`` as ONNX to ``path`` (atomically) and return the metadata stored in it.
 
     ``size`` is (width, height), default the cfg's; ``batch`` None means a dynamic batch axis.
+    ``pre_nms_top_k`` None: 3840 for end2end (TensorRT's TopK limit), 1024 for plugin (the
+    kernel keeps its candidates in 48 KB of shared memory: at most 1866).
     """
-    if flavour not in ("raw", "end2end"):
-        raise YoloV3TrtError(f"unknown flavour {flavour!r}: use raw or end2end")
+    if flavour not in ("raw", "end2end", "plugin"):
+        raise YoloV3TrtError(f"unknown flavour {flavour!r}: use raw, end2end or plugin")
     if not model.heads:
         raise YoloV3TrtError(f"{model.cfg.source} has no [yolo] layers: nothing to export as a detector")
     if len(names) != model.num_classes:
         raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
     if opset < 17:
         raise YoloV3TrtError(f"opset {opset} is too old: yolov3_trt exports opset 17 or newer")
+    if pre_nms_top_k is None:
+        pre_nms_top_k = DEFAULT_DEVICE_CAPACITY if flavour == "plugin" else DEFAULT_PRE_NMS_TOP_K
     width, height = size or model.input_size
     shapes = model.network.shapes(width, height)  # validates the size for this cfg
     grids = [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in model.heads]
@@ -103,13 +110,19 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     metadata = ModelMetadata.from_model(
         model, names, (width, height), flavour=flavour, resize=resize, weights_sha256=weights_sha256,
         source=source, **({"conf": conf, "iou": iou, "max_det": max_det, "pre_nms_top_k": pre_nms_top_k}
-                          if flavour == "end2end" else {}))
+                          if flavour in ("end2end", "plugin") else {}))
     if flavour == "end2end":
         try:
             append_end2end(graph, model.heads, grids, (width, height), conf=conf, iou=iou, max_det=max_det,
                            pre_nms_top_k=pre_nms_top_k)
         except ValueError as err:
             raise YoloV3TrtError(str(err)) from None
+    elif flavour == "plugin":
+        try:
+            append_plugin(graph, model.heads, grids, (width, height), conf=conf, iou=iou, max_det=max_det,
+                          capacity=pre_nms_top_k)
+        except ValueError as err:
+            raise YoloV3TrtError(f"--flavour plugin: {err}") from None
     graph.producer_name, graph.producer_version = "yolov3_trt", _version()
     del graph.metadata_props[:]
     for key, value in metadata.to_props().items():

@@ -81,7 +81,8 @@ def run_host(outputs: Sequence[np.ndarray], config: PluginConfig, *, threads: in
 
     Returns:
         ``num_dets (B, 1) int32, boxes (B, K, 4) float32, scores (B, K) float32,
-        classes (B, K) int32`` with ``K = config.max_det``, slots past ``num_dets`` zero.
+        classes (B, K) int32`` with ``K = config.max_det``; slots past ``num_dets`` hold zero boxes and
+        scores and class -1 (as the end2end graph).
     """
     lib = load_library()
     fp16 = all(np.asarray(o).dtype == np.float16 for o in outputs)

@@ -1,0 +1,63 @@
+"""Append the decode + NMS plugin node to a raw YOLOv3 ONNX graph (``--flavour plugin``).
+
+The node is what TensorRT's ONNX parser maps to the quickly deployable plugin registered by
+:func:`yolov3_trt.plugin.trt_plugin.register`: op_type :func:`~yolov3_trt.plugin.trt_plugin.op_type`
+(in the ``yolov3_trt`` domain, so ``onnx.checker`` accepts the custom op), string attributes
+``plugin_namespace`` and ``plugin_version``, ``aot = 1`` (use the AOT implementation: the kernel's
+PTX goes into the engine, which then runs without Python), and the model's decode constants.
+Its outputs follow the EfficientNMS convention, like the end2end graph's.
+
+Only TensorRT (>= 10.9, with the plugin registered) runs such a file; ONNX Runtime does not know
+the op. The same algorithm runs on the CPU as the host post-processor of ``raw`` models.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import onnx
+from onnx import TensorProto, helper
+
+from ..darknet.layers import YoloHead
+from ..plugin.params import PluginConfig, max_device_capacity
+from ..plugin.trt_plugin import PLUGIN_NAMESPACE, PLUGIN_VERSION, node_attributes, op_type
+from .end2end import OUTPUT_NAMES
+
+
+def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequence[tuple[int, int]],
+                  input_size: tuple[int, int], *, conf: float, iou: float, max_det: int,
+                  capacity: int) -> PluginConfig:
+    """Replace the head outputs of ``model`` by the plugin node's four outputs, in place.
+
+    ``grids`` are (W, H) per head. ValueError when the model does not fit the plugin (head
+    count, capacity beyond the kernel's 48 KB of shared memory, bad thresholds).
+    """
+    graph = model.graph
+    raw_outputs = [o.name for o in graph.output]
+    if len(raw_outputs) != len(heads):
+        raise ValueError(f"graph has {len(raw_outputs)} outputs for {len(heads)} heads")
+    if capacity > max_device_capacity():
+        raise ValueError(f"pre_nms_top_k {capacity} does not fit the plugin's shared memory: at most "
+                         f"{max_device_capacity()}")
+    if max_det < 1:
+        raise ValueError(f"max_det must be >= 1, got {max_det}")
+    config = PluginConfig.from_heads(heads, input_size, [(h, w) for w, h in grids], conf=conf, iou=iou,
+                                     max_det=max_det, capacity=capacity)
+    try:
+        name = op_type(len(heads))
+    except Exception as err:  # PluginError: unsupported head count
+        raise ValueError(str(err)) from None
+    graph.node.append(helper.make_node(
+        name, raw_outputs, list(OUTPUT_NAMES), name="yolo_decode_nms", domain=PLUGIN_NAMESPACE,
+        plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION, aot=1, **node_attributes(config)))
+    if not any(o.domain == PLUGIN_NAMESPACE for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(PLUGIN_NAMESPACE, 1))
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    batch_dim = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch")
+    del graph.output[:]
+    graph.output.extend([
+        helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch_dim, 1]),
+        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch_dim, max_det, 4]),
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch_dim, max_det]),
+        helper.make_tensor_value_info("classes", TensorProto.INT32, [batch_dim, max_det]),
+    ])
+    return config
