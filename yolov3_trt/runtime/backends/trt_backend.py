@@ -118,7 +118,8 @@ class TensorRTBackend(Backend):
             else:
                 self.min_batch = self.max_batch = int(shape[0])
             if stream is None:
-                self._stream, self._own_stream = self._check(rt.cudaStreamCreate(), "cudaStreamCreate"), True
+                # plain int handles throughout: TensorRT takes an int, cuda-python converts ints itself
+                self._stream, self._own_stream = int(self._check(rt.cudaStreamCreate(), "cudaStreamCreate")), True
             else:
                 self._stream = int(stream)
             self._allocate(trt)
