@@ -104,9 +104,12 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
         trt_plugin.register()
         plugin = {"namespace": str(trt_plugin.PLUGIN_NAMESPACE), "name": trt_plugin.op_type(len(metadata.anchors)),
                   "version": str(trt_plugin.PLUGIN_VERSION)}
+    if options.dla_core is not None and precision == "fp32":
+        logger.warning("%s is FP32: the DLA computes in FP16/INT8 only (tensor types decide, strongly typed), so "
+                       "the whole network falls back to the GPU; build with --fp16 or --int8 for the DLA", onnx_path)
     trt_logger = make_logger(verbose)
     trt.init_libnvinfer_plugins(trt_logger, "")
-    builder, network, _parser = network_from_onnx(onnx_path, trt_logger)  # parser owns weights: keep it
+    builder, network, _parser = network_from_onnx(onnx_path, trt_logger, dla=options.dla_core is not None)  # parser owns weights: keep it
     cache_path = Path(timing_cache) if timing_cache else default_timing_cache(trt.__version__, device)
     config = create_config(builder, network, options, load_timing_cache(cache_path))
     logger.info("building %s (%s, %s graph, batch %d:%d:%d) with TensorRT %s on %s; this takes minutes",

@@ -97,11 +97,12 @@ def make_progress_monitor():
     return _Monitor()
 
 
-def network_from_onnx(onnx_path: str | os.PathLike, trt_logger):
+def network_from_onnx(onnx_path: str | os.PathLike, trt_logger, dla: bool = False):
     """(builder, network, parser) for ``onnx_path``; FileError with the parser's errors on failure.
 
     The network is strongly typed: tensor types come from the ONNX (FP16 weights, Q/DQ scales),
-    never from builder precision flags. Keep ``parser`` alive as long as ``network``.
+    never from builder precision flags. Keep ``parser`` alive as long as ``network``. ``dla``:
+    let the parser shape layers for the DLA where it can (TensorRT 11.4+).
     """
     import tensorrt as trt
 
@@ -111,6 +112,8 @@ def network_from_onnx(onnx_path: str | os.PathLike, trt_logger):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_logger)
+    if dla and hasattr(trt.OnnxParserFlag, "ADJUST_FOR_DLA"):  # from TensorRT 11.4
+        parser.set_flag(trt.OnnxParserFlag.ADJUST_FOR_DLA)
     if not parser.parse_from_file(os.fspath(onnx_path)):
         errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
         first = errors[0].splitlines()[0] if errors else "unknown parser error"
