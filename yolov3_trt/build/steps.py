@@ -79,7 +79,7 @@ def make_progress_monitor():
             self._bars: dict[str, tqdm] = {}
 
         def phase_start(self, phase_name, parent_phase, num_steps):
-            depth = 0 if parent_phase is None else 1 + sum(1 for _ in self._bars)
+            depth = len(self._bars)  # nested phases (parent_phase set) stack below their parents
             self._bars[phase_name] = tqdm(total=num_steps, desc=phase_name, position=depth, leave=depth == 0,
                                           unit="step", dynamic_ncols=True)
 
