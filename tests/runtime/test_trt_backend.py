@@ -86,3 +86,10 @@ def test_version_gpu_and_hash_checked_before_deserialising(engine, fake_tensorrt
         Detector(engine)
     with pytest.raises(YoloV3TrtError, match="device must be auto, cuda or cuda:N"):
         Detector(engine, device="cpu")
+
+
+def test_outputs_are_read_in_the_onnx_order():
+    order = trt_backend._output_order
+    assert order(["head10", "head2", "head0"], "raw") == ["head0", "head2", "head10"]
+    assert order(["scores", "num_dets", "classes", "boxes"], "end2end") == ["num_dets", "boxes", "scores", "classes"]
+    assert order(["x", "y"], "end2end") == ["x", "y"]

@@ -48,6 +48,14 @@ def _device_index(device: str) -> int:
                          f"not {device!r}")
 
 
+def _output_order(names: list[str], flavour: str) -> list[str]:
+    """Outputs in the order the Detector reads them (the ONNX's): heads by index, or EfficientNMS's."""
+    if flavour == "raw" and all(n.startswith("head") and n[4:].isdigit() for n in names):
+        return sorted(names, key=lambda n: int(n[4:]))
+    expected = ["num_dets", "boxes", "scores", "classes"]
+    return expected if flavour != "raw" and sorted(names) == sorted(expected) else names
+
+
 class _Buffer:
     """A pinned host array and a device allocation of the same size."""
 
@@ -92,6 +100,8 @@ class TensorRTBackend(Backend):
         self._buffers: dict[str, _Buffer] = {}
         self._graphs: dict[int, tuple[object, object]] = {}
         self._stream, self._own_stream, self._context, self._engine = None, False, None, None
+        self.cuda_graph = cuda_graph
+        self._shape_ran = False  # a plain enqueue has run since the last set_input_shape
         super().__init__(path, metadata, None)
         try:
             self._check(rt.cudaSetDevice(index), "cudaSetDevice")
@@ -110,7 +120,8 @@ class TensorRTBackend(Backend):
             inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
             if len(inputs) != 1:
                 raise FileError(path, f"expected one input tensor, the engine has {len(inputs)}")
-            self.input_name, self.output_names = inputs[0], [n for n in names if n != inputs[0]]
+            self.input_name = inputs[0]
+            self.output_names = _output_order([n for n in names if n != inputs[0]], metadata.flavour)
             shape = tuple(self._engine.get_tensor_shape(self.input_name))
             if shape[0] < 0:
                 low, _, high = self._engine.get_tensor_profile_shape(self.input_name, 0)
@@ -126,9 +137,6 @@ class TensorRTBackend(Backend):
         except BaseException:
             self.close()
             raise
-        self.cuda_graph = cuda_graph
-        self._shape_ran = False  # a plain enqueue has run since the last set_input_shape
-        self._bound_batch = -1
         logger.debug("%s: TensorRT %s on %s, batch %d..%d", path, trt.__version__, found.name, self.min_batch,
                      self.max_batch)
 
