@@ -150,21 +150,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     trt, _ = tensorrt_module()
     trt_version = None if trt is None else str(trt.__version__)
     out_folder = Path(args.output).parent if args.output else (Path(args.model).parent if args.model else Path("."))
+    from .pipeline import build_engine, read_onnx, require_tensorrt
+
     if args.model:
         onnx_path = Path(args.model)
         if not onnx_path.is_file():
             raise UsageError(f"{onnx_path}: no such ONNX file")
+        width, height = read_onnx(onnx_path)[0].input_size  # checked before any calibration
+        if args.size and tuple(args.size) != (width, height):
+            raise UsageError(f"{onnx_path} has input {width}x{height}; --size cannot change it: re-export at the "
+                             "size you want")
     else:
         onnx_path = _export(args, out_folder, _choose_flavour(args.flavour, trt_version))
     if args.fp16 or args.int8:
         onnx_path = _quantize(args, onnx_path, out_folder)
-
-    from .pipeline import build_engine, read_onnx, require_tensorrt
-
-    metadata, _, precision, _ = read_onnx(onnx_path)
-    if args.model and args.size and tuple(args.size) != metadata.input_size:
-        raise UsageError(f"{onnx_path} has input {metadata.input_size[0]}x{metadata.input_size[1]}; --size cannot "
-                         "change it: re-export at the size you want")
+    precision = read_onnx(onnx_path)[2]
     _, device = require_tensorrt(onnx_path, _build_flags(args), args.device)
     output = Path(args.output) if args.output else onnx_path.with_suffix(".engine")
     options = BuildOptions(batch=args.batch, workspace_mib=args.workspace,

@@ -116,7 +116,10 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
                 onnx_path, precision, props.get(PREFIX + "flavour", "raw"), *options.batch, trt.__version__,
                 device.name)
     plan = build_serialized_engine(builder, network, config)
-    atomic_write_bytes(cache_path, timing_cache_bytes(config))
+    try:
+        atomic_write_bytes(cache_path, timing_cache_bytes(config))
+    except OSError as err:  # a read-only cache folder costs the next build time, not this engine
+        logger.warning("timing cache %s not saved (%s)", cache_path, err)
     save_engine(plan, output)
     info = EngineInfo(
         tensorrt_version=str(trt.__version__), gpu_name=device.name, compute_capability=device.compute_capability,
