@@ -29,21 +29,24 @@ struct YoloWorkspace {
     unsigned* counters;   /* 2 */
 };
 
-/* Lowest class logit that can still score above conf for a box with objectness `obj`, with a
- * margin far above float rounding (a skip must never drop a candidate the exact formula keeps;
- * the kept ones are decided by the exact formula). Saves the exp of hopeless classes. */
-HOST_DEVICE inline double logit_floor(float conf, float obj) {
-    if (!(conf > 0.0f)) return -1e300;
-    double q = (double)conf / (double)obj;
+/* Lowest class logit that can still score `least` (or more) for a box with objectness `obj`,
+ * with a margin far above float rounding (a skip must never drop a candidate the exact formula
+ * keeps; the kept ones are decided by the exact formula). Saves the exp of hopeless classes. */
+HOST_DEVICE inline double logit_floor(float least, float obj) {
+    if (!(least > 0.0f)) return -1e300;
+    double q = (double)least / (double)obj;
     if (1.0 - q < 1e-3) return -1e300;
     return log(q / (1.0 - q)) - (1e-5 / (1.0 - q) + 1e-6);
 }
 
-/* Calls fn(tid, key) for every candidate of `image`, each from exactly one logical thread.
+/* Calls fn(tid, key) for every candidate of `image` (score > conf), each from exactly one
+ * logical thread; candidates scoring below `least` may be skipped (the radix passes only need
+ * keys >= a prefix, whose score part is `least`: later passes then read few boxes).
  * Work item w of a head is (anchor w / HW, cell w % HW): neighbouring threads read neighbouring
  * addresses. Box index (candidate order of the reference): head offset + cell * A + anchor. */
 template <class Exec, class T, class F>
-HOST_DEVICE void scan_candidates(const Exec& ex, const YoloParams& p, const T* const* heads, int image, F& fn) {
+HOST_DEVICE void scan_candidates(const Exec& ex, const YoloParams& p, const T* const* heads, int image, float least,
+                                 F& fn) {
     ex.for_each_thread([&](int tid) {
         const int nt = ex.threads();
         const float conf = p.conf;
@@ -57,8 +60,9 @@ HOST_DEVICE void scan_candidates(const Exec& ex, const YoloParams& p, const T* c
                 const int a = w / hw, cell = w - a * hw;
                 const T* v = base + (long long)a * channels * hw + cell;
                 const float obj = (float)sigmoid_d(load_value(v, 4LL * hw));
-                if (!(obj > conf)) continue; /* score <= obj: nothing of this box can pass */
-                const double floor = logit_floor(conf, obj);
+                /* score <= obj (a float32 product with a factor <= 1): nothing of this box passes */
+                if (!(obj > conf) || obj < least) continue;
+                const double floor = logit_floor(least > conf ? least : conf, obj);
                 const unsigned flat0 = (box_base + (unsigned)(cell * anchors + a)) * (unsigned)classes;
                 for (int c = 0; c < classes; ++c) {
                     const float x = load_value(v, (5LL + c) * hw);
@@ -72,22 +76,28 @@ HOST_DEVICE void scan_candidates(const Exec& ex, const YoloParams& p, const T* c
     });
 }
 
+/* Score part of a key prefix: the lowest score a key >= prefix can have. */
+HOST_DEVICE inline float prefix_score(yolo_u64 prefix) { return bits_float((unsigned)(prefix >> 32)); }
+
 /* The `rank`-th largest candidate key (1-based), found 8 bits at a time from the top; returns
- * the prefix P such that exactly `rank` candidate keys are >= P. */
+ * the prefix P such that exactly `rank` candidate keys are >= P. ws.hist holds the histogram of
+ * the top 8 bits already (phase 1 counts it while collecting). */
 template <class Exec, class T>
 HOST_DEVICE yolo_u64 select_threshold(const Exec& ex, const YoloParams& p, const T* const* heads, int image,
                                       const YoloWorkspace& ws, unsigned rank) {
     yolo_u64 prefix = 0, mask = 0;
     for (int shift = 56; shift >= 0; shift -= 8) {
-        ex.for_each_thread([&](int tid) {
-            for (int b = tid; b < 256; b += ex.threads()) ws.hist[b] = 0u;
-        });
-        ex.barrier();
-        auto count = [&](int, yolo_u64 key) {
-            if ((key & mask) == prefix) ex.atomic_add(&ws.hist[(unsigned)(key >> shift) & 255u], 1u);
-        };
-        scan_candidates(ex, p, heads, image, count);
-        ex.barrier();
+        if (shift != 56) {
+            ex.for_each_thread([&](int tid) {
+                for (int b = tid; b < 256; b += ex.threads()) ws.hist[b] = 0u;
+            });
+            ex.barrier();
+            auto count = [&](int, yolo_u64 key) {
+                if ((key & mask) == prefix) ex.atomic_add(&ws.hist[(unsigned)(key >> shift) & 255u], 1u);
+            };
+            scan_candidates(ex, p, heads, image, prefix_score(prefix), count);
+            ex.barrier();
+        }
         unsigned above = 0;
         int digit = 255;
         for (; digit > 0; --digit) {
@@ -149,15 +159,18 @@ HOST_DEVICE void decode_nms_image(const Exec& ex, const YoloParams& p, const T* 
     const unsigned classes_n = (unsigned)p.num_classes;
     ex.for_each_thread([&](int tid) {
         if (tid == 0) ws.counters[0] = ws.counters[1] = 0u;
+        for (int b = tid; b < 256; b += ex.threads()) ws.hist[b] = 0u;
     });
     ex.barrier();
 
-    /* 1. Candidates: all of them when they fit, else the `capacity` best by key. */
+    /* 1. Candidates: all of them when they fit, else the `capacity` best by key (the top-8-bit
+     * histogram counted on the way is the radix select's first pass). */
     auto collect_first = [&](int, yolo_u64 key) {
         const unsigned slot = ex.atomic_add(&ws.counters[0], 1u);
         if (slot < capacity) ws.keys[slot] = key;
+        ex.atomic_add(&ws.hist[(unsigned)(key >> 56)], 1u);
     };
-    scan_candidates(ex, p, heads, image, collect_first);
+    scan_candidates(ex, p, heads, image, p.conf, collect_first);
     ex.barrier();
     const unsigned total = ws.counters[0];
     const int n = (int)(total < capacity ? total : capacity);
@@ -166,7 +179,7 @@ HOST_DEVICE void decode_nms_image(const Exec& ex, const YoloParams& p, const T* 
         auto collect_best = [&](int, yolo_u64 key) {
             if (key >= threshold) ws.keys[ex.atomic_add(&ws.counters[1], 1u)] = key;
         };
-        scan_candidates(ex, p, heads, image, collect_best);
+        scan_candidates(ex, p, heads, image, prefix_score(threshold), collect_best);
         ex.barrier();
     }
 

@@ -1,0 +1,52 @@
+"""The Detector post-processes raw models with the plugin's host build: same detections as numpy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import DARKNET
+
+from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+from yolov3_trt.errors import YoloV3TrtError
+from yolov3_trt.export.onnx_export import export_onnx
+from yolov3_trt.model.yolov3 import YoloV3
+from yolov3_trt.names import COCO_NAMES
+from yolov3_trt.plugin import host
+from yolov3_trt.preprocess import read_image
+from yolov3_trt.runtime.detector import Detector
+
+
+@pytest.fixture(scope="module")
+def raw_model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plugin_detector")
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    weights = tmp / "tiny.weights"
+    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 1, head_gain=0.15))
+    model.load_darknet_weights(weights)
+    path = tmp / "tiny.onnx"
+    export_onnx(model, path, COCO_NAMES, size=(320, 320))
+    return path
+
+
+@pytest.mark.skipif(not host.available(), reason="host library not built (pip install -e .)")
+@pytest.mark.parametrize("conf", [0.01, 0.3])
+def test_plugin_and_numpy_postprocessors_agree(raw_model, conf):
+    images = [read_image(DARKNET / "images" / f"{n}.jpg") for n in ("dog", "eagle", "person")]
+    with Detector(raw_model, conf=conf) as plugin, Detector(raw_model, conf=conf, postprocessor="numpy") as numpy:
+        assert plugin.postprocessor == "plugin host library" and numpy.postprocessor == "numpy"
+        got, expected = plugin.detect_batch(images), numpy.detect_batch(images)
+    assert sum(len(d.scores) for d in expected) > 0
+    for g, e in zip(got, expected):
+        np.testing.assert_array_equal(g.class_ids, e.class_ids)
+        np.testing.assert_array_equal(g.scores, e.scores)
+        np.testing.assert_allclose(g.boxes, e.boxes, rtol=1e-6, atol=1e-4)
+
+
+def test_postprocessor_choice_errors(raw_model, monkeypatch, tmp_path):
+    with pytest.raises(YoloV3TrtError, match="unknown postprocessor 'cuda'"):
+        Detector(raw_model, postprocessor="cuda")
+    monkeypatch.setattr(host, "_library", None)
+    monkeypatch.setattr(host, "library_path", lambda: tmp_path / "libyolo_decode_nms.so")
+    with pytest.raises(YoloV3TrtError, match="build_ext --inplace"):
+        Detector(raw_model, postprocessor="plugin")
+    with Detector(raw_model) as detector:   # auto: falls back to numpy
+        assert detector.postprocessor == "numpy"
