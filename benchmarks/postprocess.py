@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "darknet" / "images"
 TRAINED = ROOT / "docs" / "benchmarks" / "train_synthetic" / "run" / "best.pt"
 TRAINED_IMAGES = ROOT / "docs" / "benchmarks" / "train_synthetic" / "data" / "images"
-GAINS = {"yolov3 random weights": None, "yolov3 random, head gain 0.15": 0.15}  # random_darknet_weights head_gain
+GAINS = {"random weights": None, "random, head gain 0.15": 0.15}  # random_darknet_weights head_gain
 
 
 def random_model(cfg: str, gain: float | None, workdir: Path):
@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     confs = [float(c) for c in args.confs.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        sets = [(kind, lambda gain=gain: random_model(args.cfg, gain, Path(tmp)), images) for kind, gain in GAINS.items()]
+        sets = [(f"{args.cfg} {kind}", lambda gain=gain: random_model(args.cfg, gain, Path(tmp)), images)
+                for kind, gain in GAINS.items()]
         if TRAINED.is_file() and not args.no_trained:
             from yolov3_trt.model.checkpoint import load_checkpoint
             trained_images = [read_image(f) for f in sorted(TRAINED_IMAGES.glob("*.png"))[:len(images)]]
