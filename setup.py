@@ -33,7 +33,7 @@ TRT = ["tensorrt>=10.3", "cuda-python>=12.6", "onnx>=1.15"]  # onnx: build reads
 # Everything the CPU test suite needs. OpenCV 4.x is pinned because 5.x dropped the Darknet
 # importer the tests use as an independent YOLOv3; torchvision provides the reference NMS.
 DEV = TRAIN + QUANTIZE + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100",
-       "cuda-python>=12.6", "nvidia-cuda-nvrtc"]
+       "cuda-bindings>=12.6", "nvidia-cuda-nvrtc"]  # NVRTC for the plugin PTX tests
 
 # Triton's model-config protobuf, which the tests parse each generated config.pbtxt with
 DEV += ["tritonclient[grpc]>=2.40"]
