@@ -66,6 +66,34 @@ def test_int8_calibrates_then_names_the_int8_onnx(weights, tmp_path, capsys):
     assert read_onnx(int8)[2] == "int8" and read_onnx(tmp_path / "tiny-end2end.onnx")[2] == "fp32"
 
 
+def test_plugin_flavour_exports_the_plugin_node(weights, tmp_path, capsys):
+    from yolov3_trt.build.pipeline import read_onnx
+    from yolov3_trt.plugin import trt_plugin
+
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "plugin",
+                      "--output", str(tmp_path / "t.engine")]) == 2
+    plugin = tmp_path / "tiny-plugin.onnx"
+    assert _one_line(capsys).endswith(f"{plugin} is ready to build on the target device with python -m "
+                                      f"yolov3_trt.build --model {plugin} --batch 1:1:1")
+    metadata, _, precision, uses_plugin = read_onnx(plugin)
+    assert (metadata.flavour, precision, uses_plugin) == ("plugin", "fp32", True)
+    assert trt_plugin.op_type(2) in {node.op_type for node in onnx.load(str(plugin)).graph.node}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                    reason="FP16 conversion needs nvidia-modelopt (the [quantize] extra)")
+def test_fp16_from_an_onnx_file(weights, tmp_path, capsys):
+    from yolov3_trt.build.pipeline import read_onnx
+
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64",
+                      "--output", str(tmp_path / "x.engine")]) == 2
+    capsys.readouterr()
+    assert run(main, ["--model", str(tmp_path / "tiny-end2end.onnx"), "--fp16"]) == 2
+    fp16 = tmp_path / "tiny-end2end-fp16.onnx"
+    assert _one_line(capsys).endswith(f"--model {fp16} --batch 1:1:1")
+    assert read_onnx(fp16)[2] == "fp16"
+
+
 def test_from_an_onnx_file(weights, tmp_path, capsys):
     assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "raw",
                       "--output", str(tmp_path / "x.engine")]) == 2

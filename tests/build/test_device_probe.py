@@ -85,3 +85,17 @@ def test_tensorrt_names_exist_in_real_releases():
     assert done.returncode == 0, done.stdout + done.stderr
     checked = int(done.stdout.strip().splitlines()[-1].split()[0])
     assert checked >= 50  # the builder, runtime and backend code is really seen by the checker
+
+
+def test_version_parsing_and_timing_cache_location(monkeypatch, tmp_path):
+    from yolov3_trt.build.pipeline import default_timing_cache
+    from yolov3_trt.build.steps import load_timing_cache
+
+    assert probe.parse_version("10.3.0.30") == (10, 3, 0, 30) and probe.parse_version("11.4.0.dev1") == (11, 4, 0)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = default_timing_cache("10.3.0.30", probe.CudaDevice(0, "NVIDIA Jetson AGX Orin", (8, 7), 1, 1))
+    assert path == tmp_path / "yolov3_trt" / "timing-trt10.3.0.30-nvidia-jetson-agx-orin-sm8.7.cache"
+    assert load_timing_cache(path) is None and load_timing_cache(None) is None
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"cache")
+    assert load_timing_cache(path) == b"cache"

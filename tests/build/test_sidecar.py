@@ -109,8 +109,8 @@ def test_missing_and_broken_sidecars(tmp_path, engine):
         read_sidecar(path)
 
 
-def test_plugin_flavour_reads_as_end2end_outputs(engine):
+def test_plugin_flavour_metadata(engine):
     path, info = engine
     props = {**META.to_props(), "yolov3_trt.flavour": "plugin"}
     meta = dataclasses.replace(info, flavour="plugin", model=props).model_metadata(path)
-    assert meta.flavour in ("end2end", "plugin") and meta.max_det == 100
+    assert meta.flavour == "plugin" and meta.max_det == 100

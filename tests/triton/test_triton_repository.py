@@ -30,6 +30,7 @@ def onnx_models(tmp_path_factory):
     export_onnx(model, folder / "raw.onnx", NAMES, size=SIZE)
     export_onnx(model, folder / "e2e.onnx", NAMES, flavour="end2end", size=SIZE, max_det=50)
     export_onnx(model, folder / "fixed.onnx", NAMES, size=SIZE, batch=2)
+    export_onnx(model, folder / "plugin.onnx", NAMES, flavour="plugin", size=SIZE)
     return folder
 
 
@@ -84,6 +85,7 @@ def test_engine_repository_from_the_sidecar(onnx_models, tmp_path):
 def test_bad_inputs_exit_2_with_one_line(onnx_models, tmp_path, capsys):
     cases = [(["--model", str(onnx_models / "fixed.onnx")], "has a fixed batch of 2"),
              (["--model", str(tmp_path / "missing.onnx")], "no such model file"),
+             (["--model", str(onnx_models / "plugin.onnx")], "is a plugin graph, which only TensorRT runs"),
              (["--model", str(onnx_models / "raw.onnx"), "--name", "a b"], "use letters, digits"),
              (["--model", str(onnx_models / "raw.onnx"), "--max-batch", "2", "--preferred-batch", "4"],
               "preferred batch size exceeds max_batch_size 2")]

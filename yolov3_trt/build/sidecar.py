@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from ..errors import FileError
 from ..fileio import atomic_write_json
-from ..metadata import FLAVOURS, PREFIX, ModelMetadata
+from ..metadata import ModelMetadata
 from .device import CudaDevice, parse_version
 
 SIDECAR_FORMAT = "yolov3_trt.engine"
@@ -120,14 +120,7 @@ class EngineInfo:
 
 
 def model_metadata(props: Mapping[str, str], path: str | os.PathLike) -> ModelMetadata:
-    """:class:`ModelMetadata` from ``yolov3_trt.*`` props, reading a ``plugin`` graph as ``end2end``.
-
-    The plugin graph's outputs are the end2end graph's (EfficientNMS convention), so the runtime
-    treats them alike where the metadata module does not know the plugin flavour itself.
-    """
-    key = PREFIX + "flavour"
-    if props.get(key) == "plugin" and "plugin" not in FLAVOURS:
-        props = {**props, key: "end2end"}
+    """:class:`ModelMetadata` from ``yolov3_trt.*`` props (raw, end2end or plugin graphs)."""
     return ModelMetadata.from_props(props, path)
 
 

@@ -117,6 +117,9 @@ def _onnx_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int | N
     from ..build.pipeline import read_onnx
 
     metadata, props, _, _ = read_onnx(path)
+    if metadata.flavour == "plugin":
+        raise FileError(path, "is a plugin graph, which only TensorRT runs: build an engine from it "
+                              f"(python -m yolov3_trt.build --model {os.fspath(path)}) and serve that")
     model = onnx.load(os.fspath(path), load_external_data=False)
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if batch.HasField("dim_value"):
