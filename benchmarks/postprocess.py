@@ -133,17 +133,19 @@ def plot(rows, result, path: Path) -> None:
     kinds = list(dict.fromkeys(r["heads"] for r in rows))
     groups = sorted({(r["heads"], r["conf"]) for r in rows}, key=lambda g: (kinds.index(g[0]), g[1]))
     names = ["numpy", "host library"]
-    fig, ax = plt.subplots(figsize=(10, 4.6))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     x = np.arange(len(groups))
     for i, name in enumerate(names):
         values = [next(r["p50_ms"] for r in rows if (r["heads"], r["conf"]) == g and r["postprocessor"] == name)
                   for g in groups]
         bars = ax.bar(x + (i - 0.5) * 0.38, values, 0.38, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
-    ax.set_xticks(x, [f"{h}\nconf {c:g}" for h, c in groups], fontsize=8)
+    labels = [h.replace(", ", "\n").replace(" (", "\n(").replace(" random", "\nrandom") for h, _ in groups]
+    ax.set_xticks(x, [f"{label}\nconf {c:g}" for label, (_, c) in zip(labels, groups)], fontsize=8)
     ax.set_ylabel("post-processing, ms (median, batch 1)")
     ax.set_yscale("log")
-    ax.set_title(f"{result['cfg']} at {result['size']}: decode + NMS on the CPU\n{result['machine']['cpu']}",
+    ax.set_title(f"decode + NMS on the CPU at {result['size']}, one thread\n{result['machine']['cpu']}, "
+                 f"{result['machine']['cores']} cores (shared)",
                  fontsize=10)
     ax.legend()
     fig.tight_layout()
