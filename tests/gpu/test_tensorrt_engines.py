@@ -122,11 +122,15 @@ def test_plugin_engine_equals_end2end_engine(exported, photos, tmp_path):
     from yolov3_trt.export.onnx_export import export_onnx
     from yolov3_trt.model.yolov3 import YoloV3
 
-    folder = exported["yolov3-tiny"]
-    model = YoloV3.from_cfg("yolov3-tiny").eval().load_darknet_weights(folder / "yolov3-tiny.weights")
-    export_onnx(model, tmp_path / "plugin.onnx", COCO_NAMES, flavour="plugin", size=SIZE, conf=CONF)
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    model.load_darknet_weights(exported["yolov3-tiny"] / "yolov3-tiny.weights")
+    top_k = 1024  # the plugin's candidate capacity: the same cut on both sides
+    export_onnx(model, tmp_path / "plugin.onnx", COCO_NAMES, flavour="plugin", size=SIZE, conf=CONF,
+                pre_nms_top_k=top_k)
+    export_onnx(model, tmp_path / "end2end.onnx", COCO_NAMES, flavour="end2end", size=SIZE, conf=CONF,
+                pre_nms_top_k=top_k)
     plugin = _build(tmp_path / "plugin.onnx", tmp_path / "plugin.engine")
-    end2end = _build(folder / "end2end.onnx", tmp_path / "end2end.engine")
+    end2end = _build(tmp_path / "end2end.onnx", tmp_path / "end2end.engine")
     assert read_sidecar(plugin).plugin and not read_sidecar(end2end).plugin
     with Detector(plugin) as a, Detector(end2end) as b:
         _assert_match(b.detect_batch(photos), a.detect_batch(photos), 0.99, 1e-3)
