@@ -46,6 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backends", default="onnxruntime,torch-eager,opencv-dnn",
                    help="comma-separated: onnxruntime (the Detector), torch (the Detector on torch), "
                         "torch-eager and opencv-dnn (peers, forward only)")
+    p.add_argument("--precisions", default="fp32,fp16,int8-cpu,int8-tensorrt",
+                   help="comma-separated, for the onnxruntime backend: fp32, fp16 (ModelOpt AutoCast), int8-cpu "
+                        "(ONNX Runtime QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32")
+    p.add_argument("--calib", default=str(DEFAULT_PHOTO.parent),
+                   help="calibration images for the INT8 files (speed does not depend on them)")
+    p.add_argument("--calib-images", type=int, default=4)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--threads", type=int, default=physical_cores(), help="threads for every runtime")
@@ -120,11 +126,11 @@ class Bench:
 
     # ---- backends ------------------------------------------------------------------------
 
-    def detector(self, backend: str, size: int, batch: int) -> None:
+    def detector(self, backend: str, size: int, batch: int, precision: str = "fp32") -> None:
         from yolov3_trt.runtime.detector import Detector
 
         if backend == "onnxruntime":
-            path = self.onnx(size)
+            path = self.onnx(size, precision)
             detector = Detector(path, "onnxruntime", threads=self.args.threads)
         else:
             detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu",
@@ -144,7 +150,7 @@ class Bench:
                 parts[key].append(detector.last_timings[key])
             totals.append(detector.last_timings["total"])
         detector.close()
-        self.add(backend, "fp32", size, batch, totals, parts)
+        self.add(backend, precision, size, batch, totals, parts)
 
     def torch_eager(self, size: int, batch: int) -> None:
         import torch
@@ -188,11 +194,23 @@ class Bench:
             self._torch_model = YoloV3(self.cfg).load_darknet_weights(self.weights).eval()
         return self._torch_model
 
-    def onnx(self, size: int) -> Path:
-        path = self.workdir / f"fp32-{size}.onnx"
-        if not path.exists():
+    def onnx(self, size: int, precision: str = "fp32") -> Path:
+        path = self.workdir / f"{precision}-{size}.onnx"
+        if path.exists():
+            return path
+        if precision == "fp32":
             from yolov3_trt.export.onnx_export import export_onnx
             export_onnx(self.torch_model(), path, self.names(), size=(size, size))
+        elif precision == "fp16":
+            from yolov3_trt.quantize import quantize_fp16
+            quantize_fp16(self.onnx(size), path)
+        elif precision in ("int8-cpu", "int8-tensorrt"):
+            from yolov3_trt.quantize import quantize_int8
+            # "max": the cheapest calibration; ranges do not change the speed.
+            quantize_int8(self.onnx(size), path, self.args.calib, target=precision.split("-")[1], method="max",
+                          num_images=self.args.calib_images, progress=False)
+        else:
+            raise SystemExit(f"error: unknown precision {precision!r}")
         return path
 
 
@@ -200,11 +218,14 @@ def table(rows: list[dict[str, Any]], gemm: float) -> str:
     head = (f"{'backend':<12} {'prec':<5} {'size':>4} {'batch':>5} {'p50 ms':>8} {'p90':>8} {'p99':>8} "
             f"{'pre':>6} {'infer':>8} {'post':>6} {'FPS':>7} {'BFLOP/s':>8} {'%GEMM':>6}  scope")
     lines = [head, "-" * len(head)]
+    width = max([5] + [len(r["precision"]) for r in rows])
+    lines[0] = head.replace(f"{'prec':<5}", f"{'prec':<{width}}")
+    lines[1] = "-" * len(lines[0])
     for r in rows:
         pre = f"{r['preprocess_ms']:6.1f}" if r["preprocess_ms"] is not None else f"{'-':>6}"
         post = f"{r['postprocess_ms']:6.1f}" if r["postprocess_ms"] is not None else f"{'-':>6}"
         gemm_pct = f"{100 * r['bflops_per_s'] / gemm:5.0f}%" if gemm else f"{'-':>6}"
-        lines.append(f"{r['backend']:<12} {r['precision']:<5} {r['size']:>4} {r['batch']:>5} {r['p50_ms']:8.1f} "
+        lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['p50_ms']:8.1f} "
                      f"{r['p90_ms']:8.1f} {r['p99_ms']:8.1f} {pre} {r['infer_ms']:8.1f} {post} {r['fps']:7.2f} "
                      f"{r['bflops_per_s']:8.1f} {gemm_pct}  {r['scope']}")
     return "\n".join(lines)
@@ -227,10 +248,12 @@ def main(argv=None) -> int:
         bench = Bench(args, Path(tmp))
         gemm = {} if args.no_gemm else gemm_gflops(args.threads)
         best_gemm = max(gemm.values()) if gemm else 0.0
-        jobs = [(b, s, n) for s in sizes for b in backends for n in batches]
-        for backend, size, batch in tqdm(jobs, desc="fps", unit="config"):
+        precisions = args.precisions.split(",")
+        jobs = [(b, s, n, p) for s in sizes for b in backends for n in batches
+                for p in (precisions if b == "onnxruntime" else ["fp32"])]
+        for backend, size, batch, precision in tqdm(jobs, desc="fps", unit="config"):
             if backend in ("onnxruntime", "torch"):
-                bench.detector(backend, size, batch)
+                bench.detector(backend, size, batch, precision)
             elif backend == "torch-eager":
                 bench.torch_eager(size, batch)
             elif backend == "opencv-dnn":

@@ -12,7 +12,7 @@ from conftest import ROOT
 def test_fps_script_writes_table_json_csv_png(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes",
-                           "128,160", "--batch", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm",
+                           "128,160", "--batch", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32",
                            "--backends", "onnxruntime,torch,torch-eager,opencv-dnn", "--output", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

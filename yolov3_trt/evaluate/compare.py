@@ -26,13 +26,18 @@ COLUMNS = (("map", "mAP@[.5:.95]"), ("ap50", "AP50"), ("global_ap50", "global AP
 
 
 def model_label(path: str | os.PathLike) -> str:
-    """"FP32", "FP16", "INT8 cpu", "INT8 tensorrt" from the file's metadata (the file name if unknown)."""
+    """"FP32", "FP16", "INT8 cpu percentile", "INT8 tensorrt entropy" from the file's metadata."""
     import onnx
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     precision = props.get("yolov3_trt.precision", "fp32").upper()
-    target = props.get("yolov3_trt.quantize_target", "")
-    return f"{precision} {target}" if precision == "INT8" and target else precision
+    if precision != "INT8":
+        return precision
+    try:
+        method = json.loads(props.get("yolov3_trt.calibration", "{}")).get("method", "")
+    except (ValueError, AttributeError):
+        method = ""
+    return " ".join(p for p in (precision, props.get("yolov3_trt.quantize_target", ""), method) if p)
 
 
 def evaluate_models(paths: Sequence[str | os.PathLike], samples: Sequence, num_classes: int, *, conf: float,
@@ -99,8 +104,8 @@ def plot_comparison(results: Sequence[dict[str, Any]], errors: dict[str, list[di
     if errors:
         right = figure.add_subplot(1, 2, 2)
         for label, rows in errors.items():
-            points = [(r["layer"] if r["layer"] is not None else i, r["rel_error"]) for i, r in enumerate(rows)
-                      if r["rel_error"]]
+            points = sorted((r["layer"] if r["layer"] is not None else i, r["rel_error"]) for i, r in enumerate(rows)
+                            if r["rel_error"])  # by layer: the graph lists the second head's convs late
             if points:
                 right.plot(*zip(*points), marker="o", markersize=3, label=label)
         right.set_yscale("log")

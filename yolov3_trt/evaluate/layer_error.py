@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,33 +91,3 @@ def layer_errors(reference: str | os.PathLike, models: dict[str, str | os.PathLi
         result[label] = rows
     return result
 
-
-def plot_layer_errors(errors: dict[str, list[dict[str, Any]]], path: str | os.PathLike, title: str = "",
-                      dpi: int = 120) -> Path:
-    """Relative error per Conv layer (log scale), one line per model, as a PNG (atomic)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ..fileio import atomic_path
-
-    figure = Figure(figsize=(9, 4.5), dpi=dpi)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    for label, rows in errors.items():
-        points = [(r["layer"] if r["layer"] is not None else i, r["rel_error"]) for i, r in enumerate(rows)
-                  if r["rel_error"]]
-        if points:
-            axes.plot(*zip(*points), marker="o", markersize=3, label=label)
-    axes.set_yscale("log")
-    axes.set_xlabel("Darknet layer (Conv outputs)")
-    axes.set_ylabel("relative RMS error vs FP32")
-    axes.grid(True, which="both", alpha=0.3)
-    if title:
-        axes.set_title(title)
-    if errors:
-        axes.legend(loc="best", fontsize="small")
-    figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png")
-    return path

@@ -12,6 +12,11 @@ What TensorRT needs (its explicit-quantization rules) and how it is asked for:
   TensorRT execution providers first; on a machine without them the CPU provider is the one that
   works, and the activation ranges do not depend on where they are measured.
 
+ModelOpt calibrates by monkeypatching ``onnxruntime.quantization`` (its calibrators and
+quantizer classes) for the rest of the process; ONNX Runtime's own static quantization then
+fails ("Histogram has not been collected"). So ModelOpt runs in a child process (``spawn``), and
+the caller's onnxruntime stays as it was: the CPU INT8 file can be made after the TensorRT one.
+
 The file also runs on ONNX Runtime's CPU provider (slowly: no Q after a Conv means no integer
 kernel), which is how its accuracy is measured before any GPU sees it.
 """
@@ -27,11 +32,26 @@ logger = logging.getLogger(__name__)
 METHODS = {"entropy": "entropy", "max": "max"}  # what ModelOpt offers for INT8
 
 
-def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str, images: np.ndarray,
-                      method: str) -> None:
-    """Calibrate ``src`` on ``images`` ``(N, 3, H, W)`` with ``method`` and write TensorRT Q/DQ INT8 to ``tmp``."""
+def _quantize_in_this_process(src: str, tmp: str, input_name: str, images_npy: str, method: str) -> None:
     from modelopt.onnx.quantization import quantize
 
-    quantize(onnx_path=str(src), quantize_mode="int8", calibration_data={input_name: images},
+    images = np.load(images_npy)
+    quantize(onnx_path=src, quantize_mode="int8", calibration_data={input_name: images},
              calibration_method=METHODS[method], calibration_eps=["cpu"], high_precision_dtype="fp16",
-             use_zero_point=False, output_path=str(tmp), log_level="WARNING")
+             use_zero_point=False, output_path=tmp, log_level="WARNING")
+
+
+def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str, images: np.ndarray,
+                      method: str) -> None:
+    """Calibrate ``src`` on ``images`` ``(N, 3, H, W)`` with ``method`` and write TensorRT Q/DQ INT8 to ``tmp``.
+
+    Runs ModelOpt in a spawned child process (module docstring); its exceptions are re-raised here.
+    """
+    import multiprocessing
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-modelopt-") as folder:
+        images_npy = os.path.join(folder, "calibration.npy")
+        np.save(images_npy, np.ascontiguousarray(images, dtype=np.float32))
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(_quantize_in_this_process, (str(src), str(tmp), input_name, images_npy, method))

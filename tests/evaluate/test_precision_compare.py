@@ -1,0 +1,82 @@
+"""evaluate --compare: models side by side, and per-layer error that is 0 exactly where nothing changed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "quantize"))
+from quantize_cases import NAMES, tiny_onnx, write_images  # noqa: E402
+
+from yolov3_trt.cli.common import run  # noqa: E402
+from yolov3_trt.evaluate.__main__ import main as evaluate_main  # noqa: E402
+from yolov3_trt.evaluate.layer_error import layer_errors  # noqa: E402
+from yolov3_trt.quantize import quantize_int8  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    fp32 = tiny_onnx(root, size=96)
+    images = write_images(root / "data" / "images", 6)
+    labels = root / "data" / "labels"
+    labels.mkdir()
+    for i, image in enumerate(images):
+        (labels / (image.stem + ".txt")).write_text(f"{i % 2} 0.5 0.5 0.3 0.4\n")
+    (root / "data" / "classes.names").write_text("\n".join(NAMES) + "\n")
+    int8 = quantize_int8(fp32, root / "int8-cpu.onnx", root / "data", target="cpu", num_images=4, progress=False)
+    return root, fp32, int8
+
+
+def _perturbed(fp32: Path, out: Path, conv_index: int) -> str:
+    """A copy of ``fp32`` with one Conv's weights and bias scaled by 1.1; returns that Conv's output name."""
+    model = onnx.load(str(fp32))
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][conv_index]
+    for init in model.graph.initializer:
+        if init.name in conv.input[1:]:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.1), init.name))
+    onnx.save(model, str(out))
+    return conv.output[0]
+
+
+def test_layer_error_is_zero_before_the_changed_layer_and_not_after(setup, tmp_path):
+    _, fp32, _ = setup
+    changed = _perturbed(fp32, tmp_path / "changed.onnx", 4)
+    x = np.random.default_rng(0).random((3, 3, 96, 96), dtype=np.float32)
+    rows = layer_errors(fp32, {"same": fp32, "changed": tmp_path / "changed.onnx"}, x, batch=2)
+    assert all(r["rel_error"] == 0.0 for r in rows["same"])
+    errors = [r["rel_error"] for r in rows["changed"]]
+    at = [r["tensor"] for r in rows["changed"]].index(changed)
+    assert errors[:at] == [0.0] * at
+    assert errors[at] == pytest.approx(0.1, rel=1e-4)  # that Conv's output is exactly 1.1 times the reference
+    assert all(e > 0 for e in errors[at + 1:])
+    assert rows["changed"][at]["layer"] is not None
+
+
+def test_compare_cli_writes_json_table_and_plot(setup, tmp_path, capsys):
+    root, fp32, int8 = setup
+    out = tmp_path / "report"
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), str(int8), "--calib", str(root / "data"),
+                               "--calib-images", "3", "--output", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [m["label"] for m in report["models"]] == ["FP32", "INT8 cpu entropy"]
+    assert set(report["models"][0]["metrics"]) >= {"map", "ap50", "global_ap50", "global_ap"}
+    rows = report["layer_errors"]["INT8 cpu entropy"]
+    assert len(rows) == 13 and all(r["rel_error"] is not None and 0 < r["rel_error"] < 1 for r in rows)
+    assert "| FP32 |" in (out / "compare.md").read_text() and (out / "compare.png").stat().st_size > 10_000
+    assert "INT8 cpu entropy: largest layer error" in capsys.readouterr().out
+
+
+def test_compare_usage_errors(setup, tmp_path, capsys):
+    root, fp32, _ = setup
+    assert run(evaluate_main, [str(root / "data"), "--calib", str(root / "data")]) == 2
+    assert "--calib is used only with --compare" in capsys.readouterr().err
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), str(tmp_path / "nope.onnx")]) == 2
+    assert "nope.onnx: no such model file" in capsys.readouterr().err
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), "--model", str(fp32)]) == 2
+    assert "drop --model" in capsys.readouterr().err
