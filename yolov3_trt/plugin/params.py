@@ -46,8 +46,9 @@ def next_pow2(n: int) -> int:
 
 def shared_memory_bytes(capacity: int) -> int:
     """Static shared memory of the kernel for a pre-NMS ``capacity`` (yolo_decode_nms_kernel.cu):
-    keys (8 B, power-of-two count), boxes (16 B), alive flags (1 B), 256-bin histogram, counters."""
-    return next_pow2(capacity) * 8 + capacity * 16 + capacity + 256 * 4 + 2 * 4
+    keys (8 B, power-of-two count), boxes (16 B), alive flags (1 B, padded to 4 for the next
+    array), 256-bin histogram, counters. Equals what ptxas reports (tests/plugin)."""
+    return next_pow2(capacity) * 8 + capacity * 16 + (capacity + 3) // 4 * 4 + 256 * 4 + 2 * 4
 
 
 def max_device_capacity() -> int:
