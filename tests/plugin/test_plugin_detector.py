@@ -50,3 +50,11 @@ def test_postprocessor_choice_errors(raw_model, monkeypatch, tmp_path):
         Detector(raw_model, postprocessor="plugin")
     with Detector(raw_model) as detector:   # auto: falls back to numpy
         assert detector.postprocessor == "numpy"
+
+
+def test_plugin_onnx_on_onnxruntime_says_to_use_tensorrt(tmp_path):
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    path = tmp_path / "plugin.onnx"
+    export_onnx(model, path, COCO_NAMES, flavour="plugin", size=(160, 160))
+    with pytest.raises(YoloV3TrtError, match="only TensorRT .* runs; export --flavour raw or end2end"):
+        Detector(path)

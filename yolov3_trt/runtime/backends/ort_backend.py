@@ -70,6 +70,9 @@ class OnnxRuntimeBackend(Backend):
                                            providers=providers(device))
         except Exception as err:  # onnxruntime raises its own exception types per failure
             problem = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "YoloDecodeNms" in problem:  # export --flavour plugin: a TensorRT plugin node
+                raise FileError(path, "has the decode + NMS plugin node, which only TensorRT (>= 10.9) runs; "
+                                      "export --flavour raw or end2end for ONNX Runtime") from None
             raise FileError(path, f"not a loadable ONNX model ({problem[:200]})") from None
         metadata = read_metadata(session, path)
         inputs = session.get_inputs()
