@@ -175,3 +175,14 @@ def test_torch_is_not_imported_by_the_onnx_runtime_path(models, tmp_path):
             "d.detect(np.zeros((50, 60, 3), np.uint8))\nassert 'torch' not in sys.modules, 'torch imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_backend_options_reach_the_backend_and_unknown_ones_are_refused(models, images):
+    onnx_path = models["folder"] / "raw.onnx"
+    with Detector(onnx_path, backend="onnxruntime") as plain, \
+            Detector(onnx_path, backend="onnxruntime", backend_options={"optimization": "basic"}) as basic:
+        levels = [d._backend.session.get_session_options().graph_optimization_level for d in (plain, basic)]
+        assert levels[0] != levels[1] and levels[1].name == "ORT_ENABLE_BASIC"
+        _same(plain.detect(images[0]), basic.detect(images[0]), atol=1e-3)
+    with pytest.raises(YoloV3TrtError, match="not understood by the onnxruntime backend"):
+        Detector(onnx_path, backend="onnxruntime", backend_options={"cuda_graph": True})

@@ -1,12 +1,13 @@
 """``Detector``: images in, :class:`~yolov3_trt.detections.Detections` out, on any backend."""
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -53,17 +54,27 @@ class Detector:
     parallel throughput on a GPU, use one Detector per thread. ``last_timings`` is that of the
     most recent call from any thread.
 
+    ``backend_options`` go to the backend as keyword arguments, e.g. for ``tensorrt``:
+    ``stream`` (a raw ``cudaStream_t`` as an int), ``cuda_graph=True``, ``verify_hash=False``.
+
     Use as a context manager, or call :meth:`close`, to free the model.
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = "auto", *, conf: float | None = None,
                  iou: float | None = None, max_det: int | None = None, device: str = "auto",
-                 threads: int | None = None, postprocessor: str = "auto"):
+                 threads: int | None = None, postprocessor: str = "auto",
+                 backend_options: Mapping[str, Any] | None = None):
         path = Path(model_path)
         if not path.is_file():
             raise FileError(path, "no such model file")
         name = choose(path, backend)
-        self._init(backend_class(name)(path, device=device, threads=threads), conf, iou, max_det, postprocessor)
+        cls = backend_class(name)
+        options = dict(backend_options or {})
+        accepted = inspect.signature(cls.__init__).parameters
+        unknown = sorted(set(options) - set(accepted) | set(options) & {"path", "device", "threads"})
+        if unknown:
+            raise YoloV3TrtError(f"backend_options {', '.join(unknown)} not understood by the {name} backend")
+        self._init(cls(path, device=device, threads=threads, **options), conf, iou, max_det, postprocessor)
 
     @classmethod
     def from_model(cls, model, names: Sequence[str], *, size: tuple[int, int] | None = None,
