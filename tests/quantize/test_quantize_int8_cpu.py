@@ -132,9 +132,15 @@ def test_int8_is_faster_than_fp32_on_the_cpu(tmp_path):
     int8 = quantize_int8(fp32, tmp_path / "int8.onnx", tmp_path / "calib", target="cpu", method="max",
                          num_images=2, progress=False)
     x = np.random.default_rng(0).random((1, 3, 320, 320), dtype=np.float32)
-    sessions = {p: ort.InferenceSession(str(p), session_options(), providers=["CPUExecutionProvider"])
-                for p in (fp32, int8)}
+    options = session_options()
+    # No spinning: a session's idle threads would otherwise spin into the other session's runs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sessions = {p: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for p in (fp32, int8)}
     for session in sessions.values():
         _best_ms(session, x, 2)  # warm-up
-    best = {p: min(_best_ms(sessions[p], x, 3) for _ in range(3)) for p in (fp32, int8)}  # interleaved rounds
+    best = {fp32: float("inf"), int8: float("inf")}
+    for _ in range(3):  # interleaved rounds: load from other processes hits both files alike
+        for path, session in sessions.items():
+            best[path] = min(best[path], _best_ms(session, x, 3))
+    # Measured ~1.7x here (AVX2, no VNNI); 1.3x leaves room for a loaded machine.
     assert best[int8] * 1.3 < best[fp32], f"INT8 {best[int8]:.1f} ms vs FP32 {best[fp32]:.1f} ms"
