@@ -14,7 +14,7 @@ What TensorRT needs (its explicit-quantization rules) and how it is asked for:
 
 ModelOpt calibrates by monkeypatching ``onnxruntime.quantization`` (its calibrators and
 quantizer classes) for the rest of the process; ONNX Runtime's own static quantization then
-fails ("Histogram has not been collected"). So ModelOpt runs in a child process (``spawn``), and
+fails ("Histogram has not been collected"). So ModelOpt runs in a child process, and
 the caller's onnxruntime stays as it was: the CPU INT8 file can be made after the TensorRT one.
 
 The file also runs on ONNX Runtime's CPU provider (slowly: no Q after a Conv means no integer
@@ -45,13 +45,28 @@ def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name
                       method: str) -> None:
     """Calibrate ``src`` on ``images`` ``(N, 3, H, W)`` with ``method`` and write TensorRT Q/DQ INT8 to ``tmp``.
 
-    Runs ModelOpt in a spawned child process (module docstring); its exceptions are re-raised here.
+    Runs ModelOpt in a child interpreter (module docstring). A subprocess rather than
+    multiprocessing: a spawned worker re-imports the caller's main script, which breaks scripts
+    without an ``if __name__ == "__main__"`` guard. ModelOpt's log goes to this logger at debug
+    level; a failure raises QuantizeError with its last line.
     """
-    import multiprocessing
+    import subprocess
+    import sys
     import tempfile
+
+    from .model_io import QuantizeError
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-modelopt-") as folder:
         images_npy = os.path.join(folder, "calibration.npy")
         np.save(images_npy, np.ascontiguousarray(images, dtype=np.float32))
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            pool.apply(_quantize_in_this_process, (str(src), str(tmp), input_name, images_npy, method))
+        code = ("import sys; from yolov3_trt.quantize.int8_tensorrt import _quantize_in_this_process as q; "
+                "q(*sys.argv[1:])")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+        done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method],
+                              capture_output=True, text=True, env=env, cwd=os.getcwd())
+    for line in (done.stdout + done.stderr).splitlines():
+        logger.debug("modelopt: %s", line)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise QuantizeError(src, "ModelOpt INT8 quantization failed: " + (lines[-1] if lines else f"exit {done.returncode}"))
