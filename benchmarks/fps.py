@@ -246,8 +246,6 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-fps-") as tmp:
         bench = Bench(args, Path(tmp))
-        gemm = {} if args.no_gemm else gemm_gflops(args.threads)
-        best_gemm = max(gemm.values()) if gemm else 0.0
         precisions = args.precisions.split(",")
         jobs = [(b, s, n, p) for s in sizes for b in backends for n in batches
                 for p in (precisions if b == "onnxruntime" else ["fp32"])]
@@ -261,6 +259,10 @@ def main(argv=None) -> int:
             else:
                 raise SystemExit(f"error: unknown backend {backend!r}")
         paper = paper_rows(bench, sizes)
+    # The GEMM ceiling is measured after the configs: measured first, it slowed the next ONNX
+    # Runtime config ~2x (yolov3-416 FP32: 726-929 ms right after it, 365 ms without it).
+    gemm = {} if args.no_gemm else gemm_gflops(args.threads)
+    best_gemm = max(gemm.values()) if gemm else 0.0
     machine = machine_info()
     title = (f"{args.cfg}, {'given' if args.weights else 'random'} weights, {machine['cpu']} "
              f"({machine['cores']} cores, {args.threads} threads)")
