@@ -7,6 +7,11 @@ fraction of this machine's FP32 GEMM rate measured in the same run. Peers are ti
 cfg and weights when installed: PyTorch eager and OpenCV DNN 4.x (network forward only, as they
 come). Writes a table to the terminal and fps.json, fps.csv and fps.png to --output.
 
+TensorRT rows (backend ``tensorrt``: FP32, FP16 and INT8 engines built from the same raw ONNX
+files as the ONNX Runtime rows, batch ``--trt-batch``, run by the Detector's tensorrt backend)
+fill in on a machine with TensorRT and a GPU; elsewhere each is a row that says "not available"
+and why.
+
 Without --weights the network gets random weights in Darknet format whose heads behave like a
 trained detector's (moderate logits, a few boxes over the threshold), so post-processing costs
 what it costs with real weights; speed does not depend on the weight values otherwise.
@@ -33,7 +38,9 @@ from plot import plot  # noqa: E402
 # YOLOv3 paper, Table 3 / Figure 3 (Titan X, Darknet): ms per image; FPS as on the website.
 PAPER = [{"size": 320, "ms": 22.0, "fps_website": 45}, {"size": 416, "ms": 29.0, "fps_website": 35},
          {"size": 608, "ms": 51.0, "fps_website": 20}]
-PAPER_DARKNET53_BFLOPS_PER_S = 1457  # Table 2: Darknet-53 backbone on a Titan X
+PAPER_DARKNET53_BFLOPS_PER_S = 1457
+# The engines' precisions: INT8 is the Q/DQ file placed for TensorRT (the CPU one is not built).
+TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")  # Table 2: Darknet-53 backbone on a Titan X
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
@@ -43,9 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", default=None, help="Darknet .weights (default: random, see --help text)")
     p.add_argument("--sizes", default="320,416,608", help="comma-separated input sizes")
     p.add_argument("--batch", default="1", help="comma-separated batch sizes")
-    p.add_argument("--backends", default="onnxruntime,torch-eager,opencv-dnn",
-                   help="comma-separated: onnxruntime (the Detector), torch (the Detector on torch), "
-                        "torch-eager and opencv-dnn (peers, forward only)")
+    p.add_argument("--backends", default="onnxruntime,tensorrt,torch-eager,opencv-dnn",
+                   help="comma-separated: onnxruntime (the Detector), tensorrt (the Detector on engines built "
+                        "here), torch (the Detector on torch), torch-eager and opencv-dnn (peers, forward only)")
+    p.add_argument("--trt-batch", default="1,8", help="comma-separated batch sizes of the tensorrt rows")
     p.add_argument("--precisions", default="fp32,fp16,int8-cpu,int8-tensorrt",
                    help="comma-separated, for the onnxruntime backend: fp32, fp16 (ModelOpt AutoCast), int8-cpu "
                         "(ONNX Runtime QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32")
@@ -132,6 +140,8 @@ class Bench:
         if backend == "onnxruntime":
             path = self.onnx(size, precision)
             detector = Detector(path, "onnxruntime", threads=self.args.threads)
+        elif backend == "tensorrt":
+            detector = Detector(self.engine(size, precision, batch), "tensorrt")
         else:
             detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu",
                                            threads=self.args.threads)
@@ -182,6 +192,17 @@ class Bench:
 
         self.add("opencv-dnn", "fp32", size, batch, timed(run, self.args.warmup, self.args.runs))
 
+    def tensorrt(self, size: int, batch: int, precision: str) -> None:
+        """A TensorRT row, or a "not available" row saying why (no TensorRT or no GPU here)."""
+        from yolov3_trt.build import availability
+
+        ok, reason = availability()
+        if ok:
+            self.detector("tensorrt", size, batch, precision)
+        else:
+            self.rows.append({"backend": "tensorrt", "precision": precision, "size": size, "batch": batch,
+                              "scope": f"not available: {reason}"})
+
     # ---- shared models -------------------------------------------------------------------
 
     def names(self) -> list[str]:
@@ -193,6 +214,17 @@ class Bench:
             from yolov3_trt.model.yolov3 import YoloV3
             self._torch_model = YoloV3(self.cfg).load_darknet_weights(self.weights).eval()
         return self._torch_model
+
+    def engine(self, size: int, precision: str, batch: int) -> Path:
+        """A TensorRT engine of the raw ONNX at this precision, profile batch 1..max(--trt-batch)."""
+        from yolov3_trt.build.pipeline import build_engine
+        from yolov3_trt.build.steps import BuildOptions
+
+        high = max(int(b) for b in self.args.trt_batch.split(","))
+        path = self.workdir / f"{precision}-{size}-b{high}.engine"
+        if not path.exists():
+            build_engine(self.onnx(size, precision), path, BuildOptions(batch=(1, batch, high), progress=False))
+        return path
 
     def onnx(self, size: int, precision: str = "fp32") -> Path:
         path = self.workdir / f"{precision}-{size}.onnx"
@@ -222,6 +254,9 @@ def table(rows: list[dict[str, Any]], gemm: float) -> str:
     lines[0] = head.replace(f"{'prec':<5}", f"{'prec':<{width}}")
     lines[1] = "-" * len(lines[0])
     for r in rows:
+        if "p50_ms" not in r:  # a row that could not run here: say why
+            lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['scope']}")
+            continue
         pre = f"{r['preprocess_ms']:6.1f}" if r["preprocess_ms"] is not None else f"{'-':>6}"
         post = f"{r['postprocess_ms']:6.1f}" if r["postprocess_ms"] is not None else f"{'-':>6}"
         gemm_pct = f"{100 * r['bflops_per_s'] / gemm:5.0f}%" if gemm else f"{'-':>6}"
@@ -247,11 +282,15 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-fps-") as tmp:
         bench = Bench(args, Path(tmp))
         precisions = args.precisions.split(",")
-        jobs = [(b, s, n, p) for s in sizes for b in backends for n in batches
-                for p in (precisions if b == "onnxruntime" else ["fp32"])]
+        trt_batches = [int(b) for b in args.trt_batch.split(",")]
+        trt_precisions = [p for p in precisions if p in TRT_PRECISIONS]
+        jobs = [(b, s, n, p) for s in sizes for b in backends for n in (trt_batches if b == "tensorrt" else batches)
+                for p in (precisions if b == "onnxruntime" else trt_precisions if b == "tensorrt" else ["fp32"])]
         for backend, size, batch, precision in tqdm(jobs, desc="fps", unit="config"):
             if backend in ("onnxruntime", "torch"):
                 bench.detector(backend, size, batch, precision)
+            elif backend == "tensorrt":
+                bench.tensorrt(size, batch, precision)
             elif backend == "torch-eager":
                 bench.torch_eager(size, batch)
             elif backend == "opencv-dnn":
@@ -279,12 +318,12 @@ def main(argv=None) -> int:
               "rows": bench.rows, "paper": paper, "paper_darknet53_bflops_per_s": PAPER_DARKNET53_BFLOPS_PER_S}
     atomic_write_json(out / "fps.json", result)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(bench.rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=list(max(bench.rows, key=len)))
     writer.writeheader()
     writer.writerows(bench.rows)
     atomic_write_text(out / "fps.csv", buffer.getvalue())
     with atomic_path(out / "fps.png") as tmp_png:
-        plot(bench.rows, paper, best_gemm, title, tmp_png)
+        plot([r for r in bench.rows if "p50_ms" in r], paper, best_gemm, title, tmp_png)
     print(f"wrote {out / 'fps.json'}, {out / 'fps.csv'}, {out / 'fps.png'}")
     return 0
 

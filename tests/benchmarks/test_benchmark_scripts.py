@@ -30,6 +30,29 @@ def test_fps_script_writes_table_json_csv_png(tmp_path):
     assert (out / "fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_fps_tensorrt_rows_fill_in_or_say_why_not(tmp_path):
+    """FP32/FP16/INT8 x batch rows for TensorRT: measured where it runs, "not available: why" here."""
+    from yolov3_trt.build import availability
+
+    ok, reason = availability()
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes", "96",
+                           "--runs", "1", "--warmup", "0", "--no-gemm", "--backends", "tensorrt", "--trt-batch", "1,8",
+                           "--precisions", "fp32,fp16,int8-cpu,int8-tensorrt", "--calib-images", "2",
+                           "--output", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "fps.json").read_text())["rows"]
+    assert [(r["precision"], r["batch"]) for r in rows] == [
+        (p, n) for n in (1, 8) for p in ("fp32", "fp16", "int8-tensorrt")]  # no engine of the CPU INT8 file
+    for r in rows:
+        if ok:
+            assert r["fps"] > 0 and r["scope"] == "end to end"
+        else:
+            assert r["scope"] == f"not available: {reason}" and "p50_ms" not in r
+            assert f"tensorrt     {r['precision']:<13} {r['size']:>4} {r['batch']:>5} not available" in done.stdout
+    assert len(list(csv.DictReader((out / "fps.csv").open()))) == len(rows)
+
+
 def test_ort_settings_script(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ort_settings.py"), "--cfg", "yolov3-tiny",
