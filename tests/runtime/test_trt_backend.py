@@ -15,7 +15,8 @@ import pytest
 
 from yolov3_trt import Detector, YoloV3TrtError
 from yolov3_trt.build.device import CudaDevice, probe_cuda_device
-from yolov3_trt.build.sidecar import EngineCompatibilityError, EngineInfo, file_sha256, write_sidecar
+from yolov3_trt.build.sidecar import EngineCompatibilityError, EngineInfo, write_sidecar
+from yolov3_trt.fileio import file_sha256
 from yolov3_trt.errors import FileError
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.runtime.backends import trt_backend

@@ -5,7 +5,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from yolov3_trt.build.sidecar import EngineInfo, file_sha256, write_sidecar
+from yolov3_trt.build.sidecar import EngineInfo, write_sidecar
+from yolov3_trt.fileio import file_sha256
 from yolov3_trt.cli.common import run
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.errors import FileError, YoloV3TrtError

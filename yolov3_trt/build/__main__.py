@@ -104,7 +104,8 @@ def _choose_flavour(requested: str, trt_version: str | None) -> str:
 
 def _export(args: argparse.Namespace, folder: Path, flavour: str) -> Path:
     from ..cli.models import load_torch_model
-    from ..export.onnx_export import export_onnx, file_sha256
+    from ..export.onnx_export import export_onnx
+    from ..fileio import file_sha256
 
     model, names = load_torch_model(args)
     source = Path(args.checkpoint or args.weights)

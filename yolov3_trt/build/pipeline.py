@@ -16,7 +16,8 @@ from ..errors import FileError, YoloV3TrtError
 from ..fileio import atomic_write_bytes
 from ..metadata import PREFIX, ModelMetadata
 from .device import CudaDevice, probe_cuda_device, tensorrt_module
-from .sidecar import EngineInfo, file_sha256, model_metadata, write_sidecar
+from ..fileio import file_sha256
+from .sidecar import EngineInfo, model_metadata, write_sidecar
 from .steps import (BuildOptions, build_serialized_engine, create_config, load_timing_cache, make_logger,
                     network_from_onnx, save_engine, timing_cache_bytes)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import FileError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, file_sha256
 from ..metadata import ModelMetadata
 from .device import CudaDevice, parse_version
 
@@ -39,17 +39,6 @@ def sidecar_path(engine: str | os.PathLike) -> Path:
     """``yolov3.engine`` -> ``yolov3.engine.json``."""
     engine = Path(engine)
     return engine.with_name(engine.name + ".json")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (no torch import, unlike the exporter's)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

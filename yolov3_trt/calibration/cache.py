@@ -17,18 +17,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..fileio import atomic_path, atomic_write_json
+from ..fileio import atomic_path, atomic_write_json, file_sha256
 
 logger = logging.getLogger(__name__)
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def calibration_key(model: str | os.PathLike, images: Sequence[str | os.PathLike], *, method: str,

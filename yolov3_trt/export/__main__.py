@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pre_nms_top_k is not None and args.pre_nms_top_k < 1:
         raise UsageError("--pre-nms-top-k must be >= 1")
 
-    from .onnx_export import export_onnx, file_sha256
+    from ..fileio import file_sha256
+    from .onnx_export import export_onnx
 
     model, names = load_torch_model(args)
     source = args.checkpoint or args.weights

@@ -144,12 +144,17 @@ def append_end2end(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Seq
                   keepdims=1)
     g.op("Identity", [count], names=["num_dets"])
 
+    set_efficientnms_outputs(graph, "batch", max_det)
+    return model
+
+
+def set_efficientnms_outputs(graph: onnx.GraphProto, batch: int | str, max_det: int) -> None:
+    """Replace the graph's outputs with EfficientNMS's: num_dets [B,1] int32, boxes [B,K,4] float32,
+    scores [B,K] float32, classes [B,K] int32 (K = ``max_det``; ``batch`` a size or a symbol)."""
     del graph.output[:]
-    batch = "batch"
     graph.output.extend([
         helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch, 1]),
         helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch, max_det, 4]),
         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, max_det]),
         helper.make_tensor_value_info("classes", TensorProto.INT32, [batch, max_det]),
     ])
-    return model

@@ -9,7 +9,6 @@ input size is fixed (the decode constants depend on it).
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import logging
 import os
@@ -32,15 +31,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fuse_batchnorm(model: YoloV3) -> YoloV3:

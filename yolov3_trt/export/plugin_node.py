@@ -15,12 +15,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import helper
 
 from ..darknet.layers import YoloHead
 from ..plugin.params import PluginConfig, max_device_capacity
 from ..plugin.trt_plugin import PLUGIN_NAMESPACE, PLUGIN_VERSION, node_attributes, op_type
-from .end2end import OUTPUT_NAMES
+from .end2end import OUTPUT_NAMES, set_efficientnms_outputs
 
 
 def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequence[tuple[int, int]],
@@ -53,11 +53,5 @@ def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequ
         model.opset_import.append(helper.make_opsetid(PLUGIN_NAMESPACE, 1))
     batch = graph.input[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch")
-    del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info("num_dets", TensorProto.INT32, [batch_dim, 1]),
-        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [batch_dim, max_det, 4]),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch_dim, max_det]),
-        helper.make_tensor_value_info("classes", TensorProto.INT32, [batch_dim, max_det]),
-    ])
+    set_efficientnms_outputs(graph, batch_dim, max_det)
     return config

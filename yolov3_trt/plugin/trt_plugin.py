@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .params import BLOCK, PluginConfig, launch_dims
+from .params import PluginConfig, launch_dims
 from .ptx import compile_ptx
 from .sources import KERNEL_NAME, PluginError
 
