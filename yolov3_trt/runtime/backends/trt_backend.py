@@ -9,9 +9,10 @@ Memory: one pinned host buffer and one device buffer per I/O tensor, sized for t
 profile's largest batch, allocated once. A call copies the batch in (async, on the backend's
 stream), sets the input shape when the batch size changes (``set_input_shape``), runs
 ``execute_async_v3``, copies the outputs back and synchronises the stream. With
-``cuda_graph=True`` the enqueue is captured as a CUDA graph per batch size on its second use
-(TensorRT needs one plain run at a shape first) and replayed afterwards: less launch overhead
-for the small kernels of yolov3-tiny.
+``cuda_graph=True`` the enqueue is captured as a CUDA graph on the second call at a batch size
+(TensorRT needs one plain run at a shape first) and replayed while the batch size stays: less
+launch overhead for the small kernels of yolov3-tiny. A graph holds the context's state at
+capture, so a batch-size change (``set_input_shape``) drops it and the new size captures anew.
 
 Streams: pass ``stream=`` a raw ``cudaStream_t`` handle as an int to run on the caller's stream
 (``torch.cuda.current_stream().cuda_stream``, CuPy's ``stream.ptr``, pycuda's
@@ -180,6 +181,7 @@ class TensorRTBackend(Backend):
             if not self._context.set_input_shape(self.input_name, blob.shape):
                 raise YoloV3TrtError(f"{self.path}: the engine refuses input shape {tuple(blob.shape)}")
             self._bound_batch, self._shape_ran = batch, False
+            self._drop_graphs()  # captured under the old shape: TensorRT leaves replay after a change undefined
         h2d, d2h = rt.cudaMemcpyKind.cudaMemcpyHostToDevice, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         source = self._buffers[self.input_name]
         count = blob.size
@@ -218,6 +220,12 @@ class TensorRTBackend(Backend):
             raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine")
         self._shape_ran = True
 
+    def _drop_graphs(self) -> None:
+        for graph, executable in getattr(self, "_graphs", {}).values():
+            self._rt.cudaGraphExecDestroy(executable)
+            self._rt.cudaGraphDestroy(graph)
+        self._graphs = {}
+
     # ---- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -226,10 +234,7 @@ class TensorRTBackend(Backend):
         if rt is not None:
             if getattr(self, "_stream", None) is not None:
                 rt.cudaStreamSynchronize(self._stream)
-            for graph, executable in getattr(self, "_graphs", {}).values():
-                rt.cudaGraphExecDestroy(executable)
-                rt.cudaGraphDestroy(graph)
-            self._graphs = {}
+            self._drop_graphs()
             for buffer in getattr(self, "_buffers", {}).values():
                 buffer.free(rt)
             self._buffers = {}
