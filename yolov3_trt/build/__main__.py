@@ -165,7 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         onnx_path = _export(args, out_folder, _choose_flavour(args.flavour, trt_version))
     if args.fp16 or args.int8:
         onnx_path = _quantize(args, onnx_path, out_folder)
-    precision = read_onnx(onnx_path)[2]
     _, device = require_tensorrt(onnx_path, _build_flags(args), args.device)
     output = Path(args.output) if args.output else onnx_path.with_suffix(".engine")
     options = BuildOptions(batch=args.batch, workspace_mib=args.workspace,
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            version_compatible=args.version_compatible)
     info = build_engine(onnx_path, output, options, device=device, timing_cache=args.timing_cache,
                         verbose=args.verbose)
-    print(f"wrote {output} and {output.name}.json: {precision}, {info.flavour} graph, input "
+    print(f"wrote {output} and {output.name}.json: {info.precision}, {info.flavour} graph, input "
           f"{info.input_size[0]}x{info.input_size[1]}, batch {':'.join(map(str, info.batch))}, TensorRT "
           f"{info.tensorrt_version} on {info.gpu_name} (sm {device.sm})")
     return 0
