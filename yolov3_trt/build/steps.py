@@ -162,7 +162,11 @@ def create_config(builder, network, options: BuildOptions, timing_cache: bytes |
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        # a damaged cache, or one from another TensorRT/GPU: this build measures afresh
+        logger.warning("the timing cache does not load here (damaged, or from another TensorRT or GPU): "
+                       "starting an empty one")
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     if options.progress:
         monitor = make_progress_monitor()
         if monitor is not None:
@@ -187,7 +191,11 @@ def load_timing_cache(path: str | os.PathLike | None) -> bytes | None:
     """The cache file's bytes, or None when there is none yet."""
     if path is None or not Path(path).is_file():
         return None
-    return Path(path).read_bytes()
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:  # an unreadable cache costs build time, not the build
+        logger.warning("timing cache %s not read (%s)", path, err)
+        return None
 
 
 def save_engine(plan: bytes, path: str | os.PathLike) -> Path:
