@@ -100,7 +100,8 @@ def test_missing_and_broken_sidecars(tmp_path, engine):
                             ({"precision": "int4"}, "unknown precision"),
                             ({"batch": [4, 2, 8]}, "min <= opt <= max"),
                             ({"compute_capability": "eight"}, "broken engine sidecar"),
-                            ({"version": 99}, "newer than this yolov3_trt reads")]:
+                            ({"version": 99}, "newer than this yolov3_trt reads"),
+                            ({"version": "one"}, "broken engine sidecar")]:
         side.write_text(json.dumps({**data, **change}))
         with pytest.raises(FileError, match=message):
             read_sidecar(path)

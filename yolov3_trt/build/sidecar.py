@@ -74,10 +74,10 @@ class EngineInfo:
         """Parse a sidecar's JSON; FileError naming ``path`` when it is not ours or is broken."""
         if not isinstance(data, Mapping) or data.get("format") != SIDECAR_FORMAT:
             raise FileError(path, "is not a yolov3_trt engine sidecar (no \"format\": \"yolov3_trt.engine\")")
-        if int(data.get("version", 0)) > SIDECAR_VERSION:
-            raise FileError(path, f"sidecar version {data['version']} is newer than this yolov3_trt reads "
-                                  f"({SIDECAR_VERSION}); upgrade yolov3_trt")
         try:
+            if int(data.get("version", 0)) > SIDECAR_VERSION:
+                raise FileError(path, f"sidecar version {data['version']} is newer than this yolov3_trt reads "
+                                      f"({SIDECAR_VERSION}); upgrade yolov3_trt")
             major, minor = (int(v) for v in str(data["compute_capability"]).split("."))
             width, height = (int(v) for v in data["input_size"])
             low, opt, high = (int(v) for v in data["batch"])
