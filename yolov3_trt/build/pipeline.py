@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Mapping
 
 from ..errors import FileError, YoloV3TrtError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, file_sha256
 from ..metadata import PREFIX, ModelMetadata
 from .device import CudaDevice, probe_cuda_device, tensorrt_module
-from ..fileio import file_sha256
-from .sidecar import EngineInfo, model_metadata, write_sidecar
+from .sidecar import EngineInfo, write_sidecar
 from .steps import (BuildOptions, build_serialized_engine, create_config, load_timing_cache, make_logger,
                     network_from_onnx, save_engine, timing_cache_bytes)
 
@@ -56,7 +55,7 @@ def read_onnx(path: str | os.PathLike) -> tuple[ModelMetadata, dict[str, str], s
     props = {p.key: p.value for p in model.metadata_props}
     ours = {k: v for k, v in props.items() if k.startswith(PREFIX)}
     ops = {node.op_type for node in model.graph.node}
-    metadata = model_metadata(ours, path)
+    metadata = ModelMetadata.from_props(ours, path)
     if ops & {"QuantizeLinear", "DequantizeLinear"}:
         precision = "int8"
     elif any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):

@@ -105,12 +105,7 @@ class EngineInfo:
 
     def model_metadata(self, path: str | os.PathLike) -> ModelMetadata:
         """The ONNX's metadata as the runtime uses it (flavour, names, anchors, strides, thresholds)."""
-        return model_metadata(self.model, sidecar_path(path))
-
-
-def model_metadata(props: Mapping[str, str], path: str | os.PathLike) -> ModelMetadata:
-    """:class:`ModelMetadata` from ``yolov3_trt.*`` props (raw, end2end or plugin graphs)."""
-    return ModelMetadata.from_props(props, path)
+        return ModelMetadata.from_props(self.model, sidecar_path(path))
 
 
 def write_sidecar(engine: str | os.PathLike, info: EngineInfo) -> Path:
