@@ -80,3 +80,14 @@ def test_compare_usage_errors(setup, tmp_path, capsys):
     assert "nope.onnx: no such model file" in capsys.readouterr().err
     assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), "--model", str(fp32)]) == 2
     assert "drop --model" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_file_that_is_not_onnx_before_evaluating(setup, tmp_path, capsys):
+    root, fp32, _ = setup
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"not an onnx file")
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), str(junk),
+                               "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "model.pt: not a readable ONNX file" in err and "Traceback" not in err
+

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import YoloV3TrtError
+from ..errors import FileError, YoloV3TrtError
 from .metrics import Evaluation, coco_metrics
 from .runner import run_detector
 
@@ -29,7 +29,11 @@ def model_label(path: str | os.PathLike) -> str:
     """"FP32", "FP16", "INT8 cpu percentile", "INT8 tensorrt entropy" from the file's metadata."""
     import onnx
 
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError and others for non-ONNX bytes (.pt, .engine)
+        raise FileError(path, f"not a readable ONNX file ({type(err).__name__}); --compare takes ONNX files") from None
+    props = {p.key: p.value for p in model.metadata_props}
     precision = props.get("yolov3_trt.precision", "fp32").upper()
     if precision != "INT8":
         return precision
@@ -47,8 +51,8 @@ def evaluate_models(paths: Sequence[str | os.PathLike], samples: Sequence, num_c
 
     results = []
     labels: dict[str, int] = {}
-    for path in paths:
-        label = model_label(path)
+    plain = [model_label(path) for path in paths]  # every file read before the first (long) evaluation
+    for path, label in zip(paths, plain):
         labels[label] = labels.get(label, 0) + 1
         if labels[label] > 1:
             label = f"{label} ({Path(path).name})"
