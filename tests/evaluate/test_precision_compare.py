@@ -91,3 +91,12 @@ def test_compare_refuses_a_file_that_is_not_onnx_before_evaluating(setup, tmp_pa
     err = capsys.readouterr().err
     assert "model.pt: not a readable ONNX file" in err and "Traceback" not in err
 
+
+def test_layer_error_refuses_files_of_another_input_size(setup, tmp_path):
+    from yolov3_trt.errors import FileError
+
+    _, fp32, _ = setup
+    other = tiny_onnx(tmp_path, size=128)
+    x = np.random.default_rng(0).random((1, 3, 96, 96), dtype=np.float32)
+    with pytest.raises(FileError, match="input is 128x128, the images are 96x96"):
+        layer_errors(fp32, {"other": other}, x)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import FileError
+
 _LAYER = re.compile(r"layers\.(\d+)")
 
 
@@ -66,6 +68,11 @@ def layer_errors(reference: str | os.PathLike, models: dict[str, str | os.PathLi
     names = [t for t, _ in convs]
     ref_session, _ = _session_with_outputs(reference, names)
     sessions = {label: _session_with_outputs(path, names) for label, path in models.items()}
+    for path, session in [(reference, ref_session)] + [(models[k], s) for k, (s, _) in sessions.items()]:
+        hw = session.get_inputs()[0].shape[2:]
+        if all(isinstance(d, int) for d in hw) and tuple(hw) != tuple(images.shape[2:]):
+            raise FileError(path, f"input is {hw[1]}x{hw[0]}, the images are {images.shape[3]}x{images.shape[2]}: "
+                                  "per-layer error needs files of one export (one input size)")
     sq_err = {label: np.zeros(len(names)) for label in models}
     sq_ref = np.zeros(len(names))
     for start in range(0, len(images), batch):
