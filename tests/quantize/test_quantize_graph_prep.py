@@ -25,3 +25,11 @@ def test_fold_keeps_outputs_bit_identical(tmp_path):
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
     assert fold_inf_pads(model) == 0  # nothing left to fold
+
+
+def test_no_fold_into_a_maxpool_with_auto_pad(tmp_path):
+    model = onnx.load(str(tiny_onnx(tmp_path, size=96)))
+    for pool in (n for n in model.graph.node if n.op_type == "MaxPool"):
+        pool.attribute.append(onnx.helper.make_attribute("auto_pad", "SAME_UPPER"))
+    assert fold_inf_pads(model) == 0  # explicit pads would replace the automatic ones: another function
+    assert sum(n.op_type == "Pad" for n in model.graph.node) == 6

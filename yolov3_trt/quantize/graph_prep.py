@@ -50,7 +50,7 @@ def fold_inf_pads(model) -> int:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    pads = [n for n in model.graph.node if n.op_type == "Pad" and len(n.input) >= 3
+    pads = [n for n in model.graph.node if n.op_type == "Pad" and len(n.input) >= 3 and n.input[2]
             and all(c.op_type == "MaxPool" for c in consumers.get(n.output[0], []))
             and consumers.get(n.output[0])
             and onnx.helper.get_attribute_value(next((a for a in n.attribute if a.name == "mode"), None) or
@@ -68,7 +68,8 @@ def fold_inf_pads(model) -> int:
         top, left, bottom, right = int(amounts[2]), int(amounts[3]), int(amounts[6]), int(amounts[7])
         for pool in consumers[pad.output[0]]:
             old = next((a for a in pool.attribute if a.name == "pads"), None)
-            if old is not None and any(old.ints):
+            auto = next((a for a in pool.attribute if a.name == "auto_pad"), None)
+            if (old is not None and any(old.ints)) or (auto is not None and auto.s not in (b"", b"NOTSET")):
                 break
         else:
             for pool in consumers[pad.output[0]]:
