@@ -76,3 +76,14 @@ def test_shared_flag_group():
     with pytest.raises(SystemExit):
         parser.parse_args(["--fp16", "--int8"])
     assert isinstance(parser, argparse.ArgumentParser)
+
+
+@pytest.mark.parametrize("flags", [["--fp16"], ["--int8", "--calib", "{c}", "--calib-images", "2"]])
+def test_without_modelopt_one_line_and_no_output(model, tmp_path, capsys, monkeypatch, flags):
+    onnx_path, calib = model
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "modelopt" else real(name, *a))
+    out = tmp_path / "never.onnx"
+    assert run(main, [str(onnx_path), *(f.format(c=calib) for f in flags), "--output", str(out)]) == 2
+    assert "need NVIDIA ModelOpt: pip install -e .[quantize]" in _error(capsys)
+    assert not out.exists()

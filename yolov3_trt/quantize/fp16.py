@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
-from .model_io import finish, load_source, prepare
+from .model_io import finish, load_source, prepare, require_modelopt
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ def quantize_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, reference: 
     ``reference``: optional ``(N, 3, H, W)`` float32 input for AutoCast's range check (random
     values in [0, 1] if None). Returns ``dst`` as a Path.
     """
+    source = load_source(src)
+    require_modelopt(source.path)
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
-    source = load_source(src)
     width, height = source.size
     if reference is None:
         reference = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..calibration import DEFAULT_NUM_IMAGES, CalibrationCache, calibration_key, load_calibration_images, sample_images
 from ..fileio import atomic_path
-from .model_io import QuantizeError, finish, load_source, prepare
+from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
     """
     check_request(target, method)
     source = load_source(src, size)
+    if target == "tensorrt":
+        require_modelopt(source.path)
     images = sample_images(calib, num_images, seed)
     dst = Path(dst)
     cache = CalibrationCache(cache_dir) if cache_dir is not None else None
@@ -97,7 +99,10 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         prepared = prepare(source, tmp_dir)
         if target == "tensorrt":
             from .int8_tensorrt import quantize_tensorrt
-            quantize_tensorrt(prepared, raw, source.input_name, blob, method)
+            try:
+                quantize_tensorrt(prepared, raw, source.input_name, blob, method)
+            except QuantizeError as err:  # it names the temporary prepared copy: name the source instead
+                raise QuantizeError(source.path, err.problem) from None
         else:
             from .int8_cpu import quantize_cpu
             quantize_cpu(prepared, raw, source.input_name, blob, method)

@@ -41,6 +41,15 @@ def _dims(value_info) -> tuple[Any, ...]:
     return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
+def require_modelopt(path: str | os.PathLike) -> None:
+    """QuantizeError naming ``path`` when NVIDIA ModelOpt (FP16, INT8 for TensorRT) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("modelopt") is None:
+        raise QuantizeError(path, "FP16 and INT8 for TensorRT need NVIDIA ModelOpt: pip install -e .[quantize] "
+                                  "(--int8 --target cpu needs only onnxruntime)")
+
+
 def load_source(path: str | os.PathLike, size: tuple[int, int] | None = None) -> SourceModel:
     """Read and check the source ONNX.
 
