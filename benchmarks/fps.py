@@ -38,9 +38,9 @@ from plot import plot  # noqa: E402
 # YOLOv3 paper, Table 3 / Figure 3 (Titan X, Darknet): ms per image; FPS as on the website.
 PAPER = [{"size": 320, "ms": 22.0, "fps_website": 45}, {"size": 416, "ms": 29.0, "fps_website": 35},
          {"size": 608, "ms": 51.0, "fps_website": 20}]
-PAPER_DARKNET53_BFLOPS_PER_S = 1457
+PAPER_DARKNET53_BFLOPS_PER_S = 1457  # Table 2: Darknet-53 backbone on a Titan X
 # The engines' precisions: INT8 is the Q/DQ file placed for TensorRT (the CPU one is not built).
-TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")  # Table 2: Darknet-53 backbone on a Titan X
+TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
@@ -216,12 +216,12 @@ class Bench:
         return self._torch_model
 
     def engine(self, size: int, precision: str, batch: int) -> Path:
-        """A TensorRT engine of the raw ONNX at this precision, profile batch 1..max(--trt-batch)."""
+        """A TensorRT engine of the raw ONNX at this precision: profile 1..max(--trt-batch), tuned for ``batch``."""
         from yolov3_trt.build.pipeline import build_engine
         from yolov3_trt.build.steps import BuildOptions
 
         high = max(int(b) for b in self.args.trt_batch.split(","))
-        path = self.workdir / f"{precision}-{size}-b{high}.engine"
+        path = self.workdir / f"{precision}-{size}-b{batch}of{high}.engine"  # one per row: each tuned for its batch
         if not path.exists():
             build_engine(self.onnx(size, precision), path, BuildOptions(batch=(1, batch, high), progress=False))
         return path
