@@ -144,3 +144,16 @@ def test_int8_is_faster_than_fp32_on_the_cpu(tmp_path):
             best[path] = min(best[path], _best_ms(session, x, 3))
     # Measured ~1.7x here (AVX2, no VNNI); 1.3x leaves room for a loaded machine.
     assert best[int8] * 1.3 < best[fp32], f"INT8 {best[int8]:.1f} ms vs FP32 {best[fp32]:.1f} ms"
+
+
+def test_unwritable_cache_is_a_warning_and_the_model_is_written(files, tmp_path, monkeypatch, caplog):
+    from yolov3_trt.calibration import CalibrationCache
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(CalibrationCache, "store", refuse)
+    out = quantize_int8(files["fp32"], tmp_path / "d.onnx", files["root"] / "calib", target="cpu", num_images=6,
+                        cache_dir=tmp_path / "cache", progress=False)
+    assert out.read_bytes() == files["int8"].read_bytes()
+    assert "calibration cache" in caplog.text and "not written (Permission denied)" in caplog.text

@@ -111,7 +111,11 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         with atomic_path(dst) as tmp:
             finish(model, source, tmp, precision="int8", quantize_target=target, calibration=calibration)
             if cache is not None and key is not None:
-                cache.store(key, tmp, {"source": str(source.path), "target": target, **calibration,
-                                       "settings": _settings(target), "images_used": [str(p) for p in images]})
+                try:
+                    cache.store(key, tmp, {"source": str(source.path), "target": target, **calibration,
+                                           "settings": _settings(target), "images_used": [str(p) for p in images]})
+                except OSError as err:  # an unwritable cache must not cost the calibrated model
+                    logger.warning("calibration cache %s not written (%s); %s is", cache.folder,
+                                   err.strerror or err, dst)
     logger.info("wrote INT8 (%s) model %s", target, dst)
     return dst
