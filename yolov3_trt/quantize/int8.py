@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 TARGETS = ("tensorrt", "cpu")
 METHODS = {"tensorrt": ("entropy", "max"), "cpu": ("entropy", "max", "percentile")}
-ALL_METHODS = ("entropy", "max", "percentile")
 
 
 def _settings(target: str) -> str:
