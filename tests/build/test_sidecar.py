@@ -82,6 +82,9 @@ def test_compatibility_options(engine):
 
 def test_hash_mismatch(engine):
     path, info = engine
+    check_engine_hash(path, info, path.read_bytes())              # the bytes already read, hashed the same
+    with pytest.raises(EngineCompatibilityError, match="differs from its sidecar's"):
+        check_engine_hash(path, info, b"another plan")
     path.write_bytes(b"another plan")
     with pytest.raises(EngineCompatibilityError, match="differs from its sidecar's") as err:
         check_engine_hash(path, info)

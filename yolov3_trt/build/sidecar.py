@@ -13,6 +13,7 @@ sees the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -160,9 +161,12 @@ def check_compatible(engine: str | os.PathLike, info: EngineInfo, tensorrt_versi
                                                "(or build with --hardware-compatible same-cc)")
 
 
-def check_engine_hash(engine: str | os.PathLike, info: EngineInfo) -> None:
-    """EngineCompatibilityError when the engine file is not the one its sidecar describes."""
-    actual = file_sha256(engine)
+def check_engine_hash(engine: str | os.PathLike, info: EngineInfo, plan: bytes | None = None) -> None:
+    """EngineCompatibilityError when the engine file is not the one its sidecar describes.
+
+    ``plan``: the engine's bytes when the caller has read them already (hashed instead of the file).
+    """
+    actual = file_sha256(engine) if plan is None else hashlib.sha256(plan).hexdigest()
     if info.engine_sha256 and actual != info.engine_sha256:
         raise EngineCompatibilityError(engine, f"sha256 {actual[:12]}... differs from its sidecar's "
                                                f"{info.engine_sha256[:12]}...: the engine was replaced or damaged "

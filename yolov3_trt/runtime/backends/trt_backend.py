@@ -92,8 +92,13 @@ class TensorRTBackend(Backend):
         if found is None:
             raise YoloV3TrtError(f"{os.fspath(path)}: a TensorRT engine runs only on a GPU: {reason}")
         check_compatible(path, info, str(trt_module.__version__), found)
+        try:
+            with open(path, "rb") as f:
+                plan = f.read()  # one read: hashed, then deserialised
+        except OSError as err:
+            raise FileError(path, f"cannot be read ({err.strerror or err})") from None
         if verify_hash:
-            check_engine_hash(path, info)
+            check_engine_hash(path, info, plan)
         metadata = info.model_metadata(path)
         import tensorrt as trt  # importable: checked above
 
@@ -112,8 +117,8 @@ class TensorRTBackend(Backend):
             self._runtime = trt.Runtime(self._trt_logger)
             if info.version_compatible:
                 self._runtime.engine_host_code_allowed = True  # lean runtime code stored in the plan
-            with open(path, "rb") as f:
-                self._engine = self._runtime.deserialize_cuda_engine(f.read())
+            self._engine = self._runtime.deserialize_cuda_engine(plan)
+            del plan
             if self._engine is None:
                 raise FileError(path, "TensorRT could not deserialise the engine (its log above says why)")
             self._context = self._engine.create_execution_context()
