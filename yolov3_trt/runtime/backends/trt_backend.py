@@ -64,7 +64,11 @@ class _Buffer:
         self.dtype = np.dtype(dtype)
         self.nbytes = max(int(np.prod(shape)) * self.dtype.itemsize, 1)
         self.host_ptr = check(rt.cudaMallocHost(self.nbytes), "cudaMallocHost")
-        self.device_ptr = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
+        try:
+            self.device_ptr = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
+        except YoloV3TrtError:  # not in the backend's buffers yet: close() would not free it
+            rt.cudaFreeHost(self.host_ptr)
+            raise
         ctype = np.ctypeslib.as_ctypes_type(self.dtype)
         flat = np.ctypeslib.as_array(ctypes.cast(int(self.host_ptr), ctypes.POINTER(ctype)),
                                      (self.nbytes // self.dtype.itemsize,))
