@@ -74,7 +74,12 @@ class Detector:
         unknown = sorted(set(options) - set(accepted) | set(options) & {"path", "device", "threads"})
         if unknown:
             raise YoloV3TrtError(f"backend_options {', '.join(unknown)} not understood by the {name} backend")
-        self._init(cls(path, device=device, threads=threads, **options), conf, iou, max_det, postprocessor)
+        loaded = cls(path, device=device, threads=threads, **options)
+        try:
+            self._init(loaded, conf, iou, max_det, postprocessor)
+        except BaseException:  # a refused postprocessor or setting: free the model loaded for nothing
+            loaded.close()
+            raise
 
     @classmethod
     def from_model(cls, model, names: Sequence[str], *, size: tuple[int, int] | None = None,
