@@ -19,6 +19,7 @@ from onnx import helper
 
 from ..darknet.layers import YoloHead
 from ..plugin.params import PluginConfig, max_device_capacity
+from ..plugin.sources import PluginError
 from ..plugin.trt_plugin import PLUGIN_NAMESPACE, PLUGIN_VERSION, node_attributes, op_type
 from .end2end import OUTPUT_NAMES, set_efficientnms_outputs
 
@@ -44,7 +45,7 @@ def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequ
                                      max_det=max_det, capacity=capacity)
     try:
         name = op_type(len(heads))
-    except Exception as err:  # PluginError: unsupported head count
+    except PluginError as err:  # unsupported head count
         raise ValueError(str(err)) from None
     graph.node.append(helper.make_node(
         name, raw_outputs, list(OUTPUT_NAMES), name="yolo_decode_nms", domain=PLUGIN_NAMESPACE,
