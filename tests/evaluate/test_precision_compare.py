@@ -100,3 +100,12 @@ def test_layer_error_refuses_files_of_another_input_size(setup, tmp_path):
     x = np.random.default_rng(0).random((1, 3, 96, 96), dtype=np.float32)
     with pytest.raises(FileError, match="input is 128x128, the images are 96x96"):
         layer_errors(fp32, {"other": other}, x)
+
+
+def test_compare_calib_needs_the_fp32_file_first(setup, tmp_path, capsys):
+    root, fp32, int8 = setup
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(int8), str(fp32), "--calib", str(root / "data"),
+                               "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "must be the FP32 export" in err and "is INT8 cpu entropy" in err
+    assert not (tmp_path / "out" / "compare.json").exists()

@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int:
     """--compare: the ONNX files side by side, and per-layer error with --calib."""
     from ..fileio import atomic_write_text
-    from .compare import dumps, evaluate_models, format_layer_table, plot_comparison, table
+    from .compare import dumps, evaluate_models, format_layer_table, model_label, plot_comparison, table
 
     clash = [flag for flag, value in (("--model", args.model), ("--cfg", args.cfg), ("--weights", args.weights),
                                       ("--checkpoint", args.checkpoint)) if value]
@@ -181,6 +181,9 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int
     for path in args.compare:
         if not Path(path).is_file():
             raise YoloV3TrtError(f"{path}: no such model file")
+    if args.calib and model_label(args.compare[0]) != "FP32":  # load_source below would say "quantize the FP32 export"
+        raise UsageError(f"--calib measures per-layer error against the first --compare file, which must be the "
+                         f"FP32 export; {args.compare[0]} is {model_label(args.compare[0])}")
     results = evaluate_models(args.compare, samples, len(dataset.names), conf=args.conf, iou=args.iou,
                               max_det=args.max_det, batch=args.batch)
     errors = None
