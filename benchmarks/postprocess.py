@@ -75,9 +75,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from yolov3_trt.fileio import atomic_path, atomic_write_json
-    from yolov3_trt.plugin.host import postprocess_host
+    from yolov3_trt.plugin.host import load_library, postprocess_host
+    from yolov3_trt.plugin.sources import PluginError
     from yolov3_trt.postprocess import postprocess
     from yolov3_trt.preprocess import read_image
+
+    try:
+        load_library()
+    except PluginError as err:  # not built: say how, before exporting and running anything
+        raise SystemExit(f"error: {err}") from None
 
     photos = sorted(Path(args.images).glob("*.jpg"))
     if photos:
