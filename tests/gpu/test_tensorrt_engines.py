@@ -58,11 +58,16 @@ def exported(tmp_path_factory):
     return out
 
 
-def _build(onnx_path: Path, engine: Path, batch=(1, 4, 8)) -> Path:
+@pytest.fixture(scope="module")
+def timing_cache(tmp_path_factory):
+    """One timing cache for every build of the run (each test has its own tmp_path)."""
+    return tmp_path_factory.mktemp("timing") / "timing.cache"
+
+
+def _build(onnx_path: Path, engine: Path, timing_cache: Path, batch=(1, 4, 8)) -> Path:
     from yolov3_trt.build.pipeline import build_engine
 
-    build_engine(onnx_path, engine, BuildOptions(batch=batch, progress=False),
-                 timing_cache=engine.parent / "timing.cache")
+    build_engine(onnx_path, engine, BuildOptions(batch=batch, progress=False), timing_cache=timing_cache)
     return engine
 
 
@@ -98,9 +103,9 @@ def _assert_match(expected, got, min_iou: float, max_score_diff: float, margin: 
 @pytest.mark.parametrize("cfg", ["yolov3-tiny", "yolov3"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("flavour", ["raw", "end2end"])
-def test_engine_matches_onnxruntime(exported, photos, tmp_path, cfg, precision, flavour):
+def test_engine_matches_onnxruntime(exported, photos, tmp_path, timing_cache, cfg, precision, flavour):
     onnx_path = _precision_onnx(exported[cfg] / f"{flavour}.onnx", precision)
-    engine = _build(onnx_path, tmp_path / f"{cfg}-{flavour}-{precision}.engine")
+    engine = _build(onnx_path, tmp_path / f"{cfg}-{flavour}-{precision}.engine", timing_cache)
     info = read_sidecar(engine)
     device, _ = probe_cuda_device()
     assert (info.gpu_name, info.compute_capability, info.precision) == (device.name, device.compute_capability,
@@ -114,7 +119,7 @@ def test_engine_matches_onnxruntime(exported, photos, tmp_path, cfg, precision, 
             np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
 
 
-def test_plugin_engine_equals_end2end_engine(exported, photos, tmp_path):
+def test_plugin_engine_equals_end2end_engine(exported, photos, tmp_path, timing_cache):
     import tensorrt as trt
 
     if not supports_aot_plugin(trt.__version__):
@@ -129,20 +134,20 @@ def test_plugin_engine_equals_end2end_engine(exported, photos, tmp_path):
                 pre_nms_top_k=top_k)
     export_onnx(model, tmp_path / "end2end.onnx", COCO_NAMES, flavour="end2end", size=SIZE, conf=CONF,
                 pre_nms_top_k=top_k)
-    plugin = _build(tmp_path / "plugin.onnx", tmp_path / "plugin.engine")
-    end2end = _build(tmp_path / "end2end.onnx", tmp_path / "end2end.engine")
+    plugin = _build(tmp_path / "plugin.onnx", tmp_path / "plugin.engine", timing_cache)
+    end2end = _build(tmp_path / "end2end.onnx", tmp_path / "end2end.engine", timing_cache)
     assert read_sidecar(plugin).plugin and not read_sidecar(end2end).plugin
     with Detector(plugin) as a, Detector(end2end) as b:
         _assert_match(b.detect_batch(photos), a.detect_batch(photos), 0.99, 1e-3)
 
 
-def test_cuda_graph_and_caller_stream(exported, photos, tmp_path):
+def test_cuda_graph_and_caller_stream(exported, photos, tmp_path, timing_cache):
     from cuda.bindings import runtime as rt
 
     from yolov3_trt.preprocess import preprocess
     from yolov3_trt.runtime.backends.trt_backend import TensorRTBackend
 
-    engine = _build(exported["yolov3-tiny"] / "raw.onnx", tmp_path / "tiny.engine")
+    engine = _build(exported["yolov3-tiny"] / "raw.onnx", tmp_path / "tiny.engine", timing_cache)
     blob = preprocess(photos[:4], SIZE)[0]
     err, stream = rt.cudaStreamCreate()
     assert err == rt.cudaError_t.cudaSuccess
@@ -165,7 +170,7 @@ def test_cuda_graph_and_caller_stream(exported, photos, tmp_path):
         graphed.infer(blob)
 
 
-def test_int8_ap50_within_one_point(tmp_path):
+def test_int8_ap50_within_one_point(tmp_path, timing_cache):
     checkpoint = Path(os.environ.get("YOLOV3_TRT_CHECKPOINT",
                                      ROOT / "docs/benchmarks/train_synthetic/run/best.pt"))
     data = Path(os.environ.get("YOLOV3_TRT_DATA", ROOT / "docs/benchmarks/train_synthetic/data"))
@@ -182,7 +187,7 @@ def test_int8_ap50_within_one_point(tmp_path):
     fp32 = tmp_path / "model.onnx"
     export_onnx(model.eval(), fp32, names, flavour="end2end", conf=0.005, max_det=100)
     int8 = quantize_int8(fp32, tmp_path / "model-int8.onnx", data / "train.txt", target="tensorrt", num_images=128)
-    engine = _build(int8, tmp_path / "model-int8.engine")
+    engine = _build(int8, tmp_path / "model-int8.engine", timing_cache)
     dataset = load_dataset(data / "val.txt")
     with Detector(fp32) as reference, Detector(engine) as quantized:
         ap_fp32 = evaluate_detector(reference, dataset, progress=False)["ap50"]
