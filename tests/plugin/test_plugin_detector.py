@@ -58,3 +58,14 @@ def test_plugin_onnx_on_onnxruntime_says_to_use_tensorrt(tmp_path):
     export_onnx(model, path, COCO_NAMES, flavour="plugin", size=(160, 160))
     with pytest.raises(YoloV3TrtError, match="only TensorRT .* runs; export --flavour raw or end2end"):
         Detector(path)
+
+
+def test_refused_postprocessor_closes_the_loaded_backend(raw_model, monkeypatch):
+    from yolov3_trt.runtime.backends import backend_class, choose
+
+    cls = backend_class(choose(raw_model, "auto"))
+    closed, original = [], cls.close
+    monkeypatch.setattr(cls, "close", lambda self: (closed.append(self), original(self)))
+    with pytest.raises(YoloV3TrtError, match="unknown postprocessor"):
+        Detector(raw_model, postprocessor="cuda")
+    assert len(closed) == 1 and closed[0].closed
