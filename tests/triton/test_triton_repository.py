@@ -95,6 +95,10 @@ def test_bad_inputs_exit_2_with_one_line(onnx_models, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "repo" / "fixed").exists()
+    (tmp_path / "a-file").write_text("")  # an output "folder" that is a file
+    assert run(main, ["--model", str(onnx_models / "raw.onnx"), "--output", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the model repository" in err and err.count("\n") == 1, err
 
 
 def test_validate_config_rejects_what_triton_would():

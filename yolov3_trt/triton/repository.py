@@ -157,15 +157,20 @@ def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, o
     text = render_config(meta, platform, options, max_batch, props)
     folder = Path(output) / options.name
     config_path = folder / "config.pbtxt"
+    if any(b > max_batch for b in options.preferred_batch):  # also without tritonclient to catch it below
+        raise FileError(config_path, f"a preferred batch size exceeds max_batch_size {max_batch}")
     if importlib.util.find_spec("tritonclient") is not None:
         validate_config(text, config_path)
     else:
         logger.warning("tritonclient is not installed: %s is written without checking it against Triton's "
                        "model-config protobuf (pip install \"tritonclient[grpc]\")", config_path)
     version = folder / str(options.version)
-    version.mkdir(parents=True, exist_ok=True)
-    with atomic_path(version / file_name) as tmp:
-        shutil.copyfile(model_path, tmp)
-    atomic_write_text(folder / "labels.txt", "".join(f"{n}\n" for n in meta.names))
-    atomic_write_text(config_path, text)
+    try:
+        version.mkdir(parents=True, exist_ok=True)
+        with atomic_path(version / file_name) as tmp:
+            shutil.copyfile(model_path, tmp)
+        atomic_write_text(folder / "labels.txt", "".join(f"{n}\n" for n in meta.names))
+        atomic_write_text(config_path, text)
+    except OSError as err:  # an unwritable or full output folder: one line, not a traceback
+        raise FileError(folder, f"cannot write the model repository ({err.strerror or err})") from None
     return config_path
