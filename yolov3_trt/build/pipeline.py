@@ -120,7 +120,10 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
         atomic_write_bytes(cache_path, timing_cache_bytes(config))
     except OSError as err:  # a read-only cache folder costs the next build time, not this engine
         logger.warning("timing cache %s not saved (%s)", cache_path, err)
-    save_engine(plan, output)
+    try:
+        save_engine(plan, output)
+    except OSError as err:  # one line, not a traceback after minutes of building
+        raise FileError(output, f"cannot write the engine ({err.strerror or err})") from None
     info = EngineInfo(
         tensorrt_version=str(trt.__version__), gpu_name=device.name, compute_capability=device.compute_capability,
         precision=precision, input_size=metadata.input_size, batch=options.batch,
