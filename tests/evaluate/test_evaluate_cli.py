@@ -6,13 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import DARKNET
+from conftest import DARKNET, random_model
 
 from yolov3_trt.cli.common import run
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.evaluate import coco_metrics
 from yolov3_trt.evaluate.__main__ import main
-from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.preprocess import read_image
 from yolov3_trt.runtime.detector import Detector
 
@@ -32,12 +30,9 @@ def model_files(tmp_path_factory):
     from yolov3_trt.export.onnx_export import export_onnx
 
     folder = tmp_path_factory.mktemp("model")
-    model = YoloV3.from_cfg("yolov3-tiny", num_classes=len(NAMES)).eval()
-    weights = folder / "tiny2.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 3, head_gain=0.15))
-    model.load_darknet_weights(weights)
+    model = random_model(folder, seed=3, num_classes=len(NAMES), name="tiny2.weights")
     export_onnx(model, folder / "tiny2.onnx", NAMES, size=SIZE)
-    return {"onnx": folder / "tiny2.onnx", "weights": weights}
+    return {"onnx": folder / "tiny2.onnx", "weights": folder / "tiny2.weights"}
 
 
 def _make_dataset(root, names=NAMES, bad_image=False):

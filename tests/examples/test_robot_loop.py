@@ -9,21 +9,16 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import DARKNET, ROOT
+from conftest import DARKNET, ROOT, random_model
 
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.export.onnx_export import export_onnx
-from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.names import COCO_NAMES
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("robot")
-    model = YoloV3.from_cfg("yolov3-tiny").eval()
-    weights = folder / "t.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, head_gain=0.15))
-    export_onnx(model.load_darknet_weights(weights), folder / "t.onnx", COCO_NAMES, size=(160, 160))
+    export_onnx(random_model(folder, name="t.weights"), folder / "t.onnx", COCO_NAMES, size=(160, 160))
     photo = cv2.resize(cv2.imread(str(DARKNET / "images" / "dog.jpg")), (160, 120))
     for name, frames in (("clip.mp4", 40), ("long.mp4", 400)):  # long: 20 s when paced at 20 fps
         writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*"mp4v"), 20, (160, 120))

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DARKNET, ROOT
+from conftest import DARKNET, ROOT, random_model
 
 from yolov3_trt import Detector
 from yolov3_trt.build.device import availability, probe_cuda_device, supports_aot_plugin
 from yolov3_trt.build.sidecar import read_sidecar
 from yolov3_trt.build.steps import BuildOptions
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.names import COCO_NAMES
 from yolov3_trt.preprocess import read_image
 
@@ -43,15 +42,11 @@ def exported(tmp_path_factory):
     import torch  # noqa: F401 - export needs the [train] extra
 
     from yolov3_trt.export.onnx_export import export_onnx
-    from yolov3_trt.model.yolov3 import YoloV3
 
     out = {}
     for name in ("yolov3-tiny", "yolov3"):
         folder = tmp_path_factory.mktemp(name)
-        model = YoloV3.from_cfg(name).eval()
-        weights = folder / f"{name}.weights"
-        write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 0, head_gain=0.15))
-        model.load_darknet_weights(weights)
+        model = random_model(folder, name)
         export_onnx(model, folder / "raw.onnx", COCO_NAMES, size=SIZE)
         export_onnx(model, folder / "end2end.onnx", COCO_NAMES, flavour="end2end", size=SIZE, conf=CONF)
         out[name] = folder

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DARKNET
+from conftest import DARKNET, random_model
 
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.errors import YoloV3TrtError
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.model.yolov3 import YoloV3
@@ -18,10 +17,7 @@ from yolov3_trt.runtime.detector import Detector
 @pytest.fixture(scope="module")
 def raw_model(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugin_detector")
-    model = YoloV3.from_cfg("yolov3-tiny").eval()
-    weights = tmp / "tiny.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 1, head_gain=0.15))
-    model.load_darknet_weights(weights)
+    model = random_model(tmp, seed=1, name="tiny.weights")
     path = tmp / "tiny.onnx"
     export_onnx(model, path, COCO_NAMES, size=(320, 320))
     return path

@@ -11,15 +11,11 @@ NAMES = ["a", "b"]
 
 def tiny_onnx(folder: Path, size: int = 128, seed: int = 0, cfg: str = "yolov3-tiny") -> Path:
     """A 2-class model with random weights whose heads behave like a trained one's, as raw FP32 ONNX."""
-    from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+    from conftest import random_model
     from yolov3_trt.export.onnx_export import export_onnx
-    from yolov3_trt.model.yolov3 import YoloV3
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = YoloV3.from_cfg(cfg, num_classes=len(NAMES)).eval()
-    weights = folder / f"{cfg}-{seed}.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, seed, head_gain=0.15))
-    model.load_darknet_weights(weights)
+    model = random_model(folder, cfg, seed, num_classes=len(NAMES), name=f"{cfg}-{seed}.weights")
     path = folder / f"{cfg}-{size}-fp32.onnx"
     export_onnx(model, path, NAMES, size=(size, size))
     return path

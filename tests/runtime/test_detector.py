@@ -6,14 +6,12 @@ import threading
 import numpy as np
 import onnx
 import pytest
-from conftest import DARKNET
+from conftest import DARKNET, random_model
 
 from yolov3_trt import Detector, YoloV3TrtError
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.errors import FileError
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.model.checkpoint import save_checkpoint
-from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.names import COCO_NAMES
 from yolov3_trt.preprocess import read_image
 
@@ -25,10 +23,7 @@ CONF = 0.3
 def models(tmp_path_factory):
     """The same weights as raw ONNX, end2end ONNX, a checkpoint, and an in-memory model."""
     folder = tmp_path_factory.mktemp("models")
-    model = YoloV3.from_cfg("yolov3-tiny").eval()
-    weights = folder / "tiny.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 9, head_gain=0.15))
-    model.load_darknet_weights(weights)
+    model = random_model(folder, seed=9, name="tiny.weights")
     export_onnx(model, folder / "raw.onnx", COCO_NAMES, size=SIZE)
     export_onnx(model, folder / "e2e.onnx", COCO_NAMES, flavour="end2end", size=SIZE, conf=CONF)
     save_checkpoint(folder / "tiny.pt", model, COCO_NAMES)

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import random_model
 
 from yolov3_trt.build.sidecar import EngineInfo, write_sidecar
 from yolov3_trt.fileio import file_sha256
 from yolov3_trt.cli.common import run
-from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.errors import FileError, YoloV3TrtError
 from yolov3_trt.export.onnx_export import export_onnx
-from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.triton.__main__ import main
 from yolov3_trt.triton.repository import TritonOptions, validate_config, write_repository
 
@@ -24,10 +23,7 @@ NAMES = [f"c{i}" for i in range(80)]
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("triton")
-    model = YoloV3.from_cfg("yolov3-tiny").eval()
-    weights = folder / "tiny.weights"
-    write_darknet_weights(weights, model.network, random_darknet_weights(model.network, 3, head_gain=0.15))
-    model.load_darknet_weights(weights)
+    model = random_model(folder, seed=3, name="tiny.weights")
     export_onnx(model, folder / "raw.onnx", NAMES, size=SIZE)
     export_onnx(model, folder / "e2e.onnx", NAMES, flavour="end2end", size=SIZE, max_det=50)
     export_onnx(model, folder / "fixed.onnx", NAMES, size=SIZE, batch=2)
