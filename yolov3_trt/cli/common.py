@@ -146,6 +146,12 @@ def check_quantize_args(args: argparse.Namespace) -> None:
         raise UsageError("--int8 needs calibration images: give --calib PATH (a folder of typical input images)")
     if args.calib and not args.int8:
         raise UsageError("--calib is used only with --int8")
+    given = [flag for flag, value, default in (("--calib-method", args.calib_method, "entropy"),
+                                                 ("--calib-images", args.calib_images, CALIB_IMAGES),
+                                                 ("--calib-seed", args.calib_seed, 0),
+                                                 ("--calib-cache", args.calib_cache, None)) if value != default]
+    if given and not args.int8:
+        raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} used only with --int8")
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

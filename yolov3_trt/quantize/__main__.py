@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.fp16 or args.int8):
         raise UsageError("choose a precision: --fp16 or --int8")
     check_quantize_args(args)
+    if args.fp16 and args.target != "tensorrt":
+        raise UsageError("--target is used only with --int8 (one FP16 file serves every engine)")
     kind = "fp16" if args.fp16 else args.target
     output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")
     if output.resolve() == Path(model).resolve():
