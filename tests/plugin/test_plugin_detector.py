@@ -65,3 +65,22 @@ def test_refused_postprocessor_closes_the_loaded_backend(raw_model, monkeypatch)
     with pytest.raises(YoloV3TrtError, match="unknown postprocessor"):
         Detector(raw_model, postprocessor="cuda")
     assert len(closed) == 1 and closed[0].closed
+
+
+@pytest.mark.skipif(not host.available(), reason="host library not built (pip install -e .)")
+def test_heads_beyond_the_library_fall_back_to_numpy_or_refuse():
+    from yolov3_trt.runtime.detector import _choose_postprocessor
+    from yolov3_trt.postprocess import postprocess
+
+    three = [[(10.0, 13.0)] * 3] * 3
+    assert _choose_postprocessor("auto", three)[1] == "plugin host library"
+    for beyond in ([[(10.0, 13.0)] * 3] * 5, [[(10.0, 13.0)] * 10]):   # 5 heads; 10 anchors in a head
+        assert _choose_postprocessor("auto", beyond) == (postprocess, "numpy")
+        with pytest.raises(YoloV3TrtError, match="host library takes 1 to 4 heads of 1 to 9 anchors"):
+            _choose_postprocessor("plugin", beyond)
+
+
+@pytest.mark.parametrize("conf", [-0.1, 1.5, float("nan")])
+def test_conf_outside_0_1_is_refused(raw_model, conf):
+    with pytest.raises(YoloV3TrtError, match=r"not a score threshold in \[0, 1\]"):
+        Detector(raw_model, conf=conf)

@@ -24,18 +24,29 @@ logger = logging.getLogger(__name__)
 POSTPROCESSORS = ("auto", "plugin", "numpy")
 
 
-def _choose_postprocessor(name: str):
+def _choose_postprocessor(name: str, anchors: Sequence[Sequence[tuple[float, float]]]):
     """(function, description) for ``raw`` models: the plugin's host build (``auto`` when it is
-    built, ``plugin`` always, a YoloV3TrtError saying how to build it when missing) or numpy."""
+    built and takes the model's heads, ``plugin`` always, a YoloV3TrtError saying why not when it
+    cannot) or numpy."""
     if name not in POSTPROCESSORS:
         raise YoloV3TrtError(f"unknown postprocessor {name!r} (available: {', '.join(POSTPROCESSORS)})")
     if name != "numpy":
         from ..plugin import host
+        from ..plugin.params import MAX_ANCHORS, MAX_HEADS
 
-        if name == "plugin" or host.available():
+        fits = 1 <= len(anchors) <= MAX_HEADS and all(1 <= len(head) <= MAX_ANCHORS for head in anchors)
+        if name == "plugin" and not fits:
+            raise YoloV3TrtError(f"the plugin's host library takes 1 to {MAX_HEADS} heads of 1 to {MAX_ANCHORS} "
+                                 f"anchors; this model has {[len(h) for h in anchors]}: use postprocessor='numpy'")
+        if name == "plugin" or (fits and host.available()):
             host.load_library()  # the error with the build command when it is missing
             return host.postprocess_host, "plugin host library"
-        logger.info("decode + NMS host library not built (%s): post-processing with numpy", host.library_path())
+        if not fits:
+            logger.info("heads %s are beyond the host library's limits: post-processing with numpy",
+                        [len(h) for h in anchors])
+        else:
+            logger.info("decode + NMS host library not built (%s): post-processing with numpy",
+                        host.library_path())
     return postprocess, "numpy"
 
 
@@ -99,13 +110,15 @@ class Detector:
 
     def _init(self, backend: Backend, conf: float | None, iou: float | None, max_det: int | None,
               postprocessor: str = "auto") -> None:
-        self._postprocess, self.postprocessor = _choose_postprocessor(postprocessor)
-        self._backend = backend
         meta = backend.metadata
+        self._postprocess, self.postprocessor = _choose_postprocessor(postprocessor, meta.anchors)
+        self._backend = backend
         self.metadata: ModelMetadata = meta
         if meta.flavour != "raw":  # end2end or plugin: NMS inside the graph
             self._check_baked(conf, iou, max_det)
         self.conf = conf if conf is not None else (meta.conf if meta.conf is not None else DEFAULT_CONF)
+        if not 0 <= self.conf <= 1:
+            raise YoloV3TrtError(f"conf {self.conf} is not a score threshold in [0, 1]")
         self.iou = iou if iou is not None else (meta.iou if meta.iou is not None else DEFAULT_IOU)
         self.max_det = max_det if max_det is not None else (meta.max_det or DEFAULT_MAX_DET)
         self.pre_nms_top_k = meta.pre_nms_top_k or DEFAULT_PRE_NMS_TOP_K
