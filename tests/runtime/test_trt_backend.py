@@ -1,16 +1,23 @@
-"""The tensorrt backend refuses cleanly, before TensorRT touches the engine, on a machine it cannot use.
+"""The tensorrt backend: clean refusals on a machine it cannot use, and its CUDA logic on fakes.
 
 A stand-in ``tensorrt`` module (only ``__version__``, no Runtime) shows the order of checks: if
 the backend ever got as far as deserialising, the stand-in would fail with AttributeError
-instead of the one-line error asserted here. TensorRT itself never runs in these tests.
+instead of the one-line error asserted here. The second half runs the backend on a fake
+cuda-python runtime (host memory, streams that record work while capturing, graphs that replay
+it) and fake TensorRT engine/context objects: its stream, CUDA-graph, fallback and multi-GPU
+logic. TensorRT itself never runs in these tests (tests/gpu/ runs it).
 """
 from __future__ import annotations
 
+import ctypes
+import enum
 import importlib.machinery
 import importlib.util
+import logging
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from yolov3_trt import Detector, YoloV3TrtError
@@ -94,3 +101,424 @@ def test_outputs_are_read_in_the_onnx_order():
     assert order(["head10", "head2", "head0"], "raw") == ["head0", "head2", "head10"]
     assert order(["scores", "num_dets", "classes", "boxes"], "end2end") == ["num_dets", "boxes", "scores", "classes"]
     assert order(["x", "y"], "end2end") == ["x", "y"]
+
+
+# ---- the backend's CUDA logic against a fake cuda-python runtime and fake TensorRT objects ----------------
+#
+# FakeCudaRuntime implements the runtime calls the backend makes, on host memory: "device"
+# allocations are host buffers, copies are memmoves, work on a stream runs at once unless the
+# stream is capturing (then it is recorded), a graph launch replays the recorded work. Each
+# stream belongs to the device that was current when it was created, and work submitted while
+# another device is current fails, as a kernel launch into another device's stream does.
+
+
+class _Err(enum.IntEnum):
+    cudaSuccess = 0
+    cudaErrorInvalidValue = 1
+    cudaErrorInvalidResourceHandle = 400
+    cudaErrorStreamCaptureUnsupported = 900
+    cudaErrorStreamCaptureInvalidated = 901
+    cudaErrorStreamCaptureImplicit = 906
+
+
+class FakeCudaRuntime:
+    cudaError_t = _Err
+    cudaStreamDefault, cudaStreamNonBlocking = 0, 1
+    cudaMemcpyKind = enum.IntEnum("cudaMemcpyKind", {"cudaMemcpyHostToDevice": 1, "cudaMemcpyDeviceToHost": 2})
+    cudaStreamCaptureMode = enum.IntEnum("cudaStreamCaptureMode", {"cudaStreamCaptureModeGlobal": 0,
+                                                                   "cudaStreamCaptureModeThreadLocal": 1,
+                                                                   "cudaStreamCaptureModeRelaxed": 2})
+
+    def __init__(self, devices: int = 2):
+        self.devices, self.current = devices, 0
+        self.calls: list[tuple[str, tuple]] = []
+        self.memory: dict[int, ctypes.Array] = {}
+        self.owner: dict[int, int] = {}        # allocation -> the device current when it was made
+        self.foreign_frees: list[int] = []     # allocations freed while another device was current
+        self.streams: dict[int, dict] = {0: {"device": None, "flags": 0, "capture": None},  # legacy default
+                                         1: {"device": None, "flags": 0, "capture": None}}  # cudaStreamLegacy
+        self.graphs: dict[int, list] = {}      # live graphs: handle -> recorded work
+        self.executables: dict[int, list] = {}
+        self.fail: dict[str, _Err] = {}        # call name -> the error it returns
+        self.end_capture_graph = True          # whether a failed capture still returns a graph
+        self.launches = 0
+        self._next = 0x1000
+
+    def _handle(self) -> int:
+        self._next += 0x10
+        return self._next
+
+    def _call(self, name: str, *args) -> _Err:
+        self.calls.append((name, args))
+        return self.fail.get(name, _Err.cudaSuccess)
+
+    def count(self, name: str) -> int:
+        return sum(1 for call, _ in self.calls if call == name)
+
+    def capturing(self) -> list[int]:
+        return [h for h, s in self.streams.items() if s["capture"] is not None]
+
+    # device, errors
+    def cudaSetDevice(self, index):
+        err = self._call("cudaSetDevice", index)
+        if err == _Err.cudaSuccess:
+            self.current = int(index)
+        return (err,)
+
+    def cudaGetErrorString(self, err):
+        return _Err.cudaSuccess, _Err(err).name.encode()
+
+    def cudaGetLastError(self):
+        self._call("cudaGetLastError")
+        return (_Err.cudaSuccess,)
+
+    # memory
+    def _alloc(self, name, nbytes):
+        err = self._call(name, nbytes)
+        if err != _Err.cudaSuccess:
+            return err, None
+        buffer = ctypes.create_string_buffer(int(nbytes))
+        self.memory[ctypes.addressof(buffer)] = buffer
+        self.owner[ctypes.addressof(buffer)] = self.current
+        return err, ctypes.addressof(buffer)
+
+    def cudaMallocHost(self, nbytes):
+        return self._alloc("cudaMallocHost", nbytes)
+
+    def cudaMalloc(self, nbytes):
+        return self._alloc("cudaMalloc", nbytes)
+
+    def cudaFree(self, ptr):
+        self.memory.pop(int(ptr))
+        if self.owner.pop(int(ptr)) != self.current:
+            self.foreign_frees.append(int(ptr))
+        return (self._call("cudaFree", ptr),)
+
+    cudaFreeHost = cudaFree
+
+    def submit(self, stream: int, work) -> _Err:
+        """Run ``work`` on ``stream`` (or record it when the stream is capturing)."""
+        state = self.streams.get(int(stream))
+        if state is None or (state["device"] is not None and state["device"] != self.current):
+            return _Err.cudaErrorInvalidResourceHandle  # a stream of another device (or none)
+        if state["capture"] is not None:
+            state["capture"]["work"].append(work)
+        else:
+            work()
+        return _Err.cudaSuccess
+
+    def cudaMemcpyAsync(self, dst, src, nbytes, kind, stream):
+        err = self._call("cudaMemcpyAsync", dst, src, nbytes, kind, stream)
+        return (err if err != _Err.cudaSuccess else
+                self.submit(stream, lambda: ctypes.memmove(int(dst), int(src), int(nbytes))),)
+
+    # streams
+    def _create_stream(self, flags):
+        handle = self._handle()
+        self.streams[handle] = {"device": self.current, "flags": flags, "capture": None}
+        return _Err.cudaSuccess, handle
+
+    def cudaStreamCreate(self):
+        self._call("cudaStreamCreate")
+        return self._create_stream(self.cudaStreamDefault)
+
+    def cudaStreamCreateWithFlags(self, flags):
+        self._call("cudaStreamCreateWithFlags", flags)
+        return self._create_stream(flags)
+
+    def cudaStreamDestroy(self, stream):
+        self.streams.pop(int(stream))
+        return (self._call("cudaStreamDestroy", stream),)
+
+    def cudaStreamSynchronize(self, stream):
+        err = self._call("cudaStreamSynchronize", stream)
+        state = self.streams[int(stream)]
+        if state["capture"] is not None:  # not allowed under capture: it invalidates the capture
+            state["capture"]["invalid"] = True
+            return (_Err.cudaErrorStreamCaptureUnsupported,)
+        return (err,)
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        err = self._call("cudaStreamBeginCapture", stream, mode)
+        state = self.streams[int(stream)]
+        if int(stream) in (0, 1):
+            return (_Err.cudaErrorStreamCaptureUnsupported,)
+        if state["capture"] is not None:
+            return (_Err.cudaErrorInvalidValue,)
+        if err == _Err.cudaSuccess:
+            state["capture"] = {"work": [], "invalid": False}
+        return (err,)
+
+    def cudaStreamEndCapture(self, stream):
+        err = self._call("cudaStreamEndCapture", stream)
+        state = self.streams[int(stream)]
+        capture, state["capture"] = state["capture"], None
+        if capture is None:
+            return _Err.cudaErrorInvalidValue, None
+        if capture["invalid"]:
+            err = _Err.cudaErrorStreamCaptureInvalidated
+        if err != _Err.cudaSuccess and not self.end_capture_graph:
+            return err, None
+        handle = self._handle()
+        self.graphs[handle] = capture["work"]
+        return err, handle
+
+    # graphs
+    def cudaGraphInstantiate(self, graph, flags):
+        err = self._call("cudaGraphInstantiate", graph, flags)
+        if err != _Err.cudaSuccess:
+            return err, None
+        handle = self._handle()
+        self.executables[handle] = list(self.graphs[int(graph)])
+        return err, handle
+
+    def cudaGraphLaunch(self, executable, stream):
+        self._call("cudaGraphLaunch", executable, stream)
+        self.launches += 1
+        work = self.executables[int(executable)]
+        return (self.submit(stream, lambda: [w() for w in work]),)
+
+    def cudaGraphDestroy(self, graph):
+        self.graphs.pop(int(graph))
+        return (self._call("cudaGraphDestroy", graph),)
+
+    def cudaGraphExecDestroy(self, executable):
+        self.executables.pop(int(executable))
+        return (self._call("cudaGraphExecDestroy", executable),)
+
+
+FAKE_SHAPE = (3, 64, 64)       # the engine's input (META: 64x64)
+FAKE_HEAD = (6, 2, 2)          # one head, one anchor, one class, stride 32
+
+
+def fake_network(blob: np.ndarray) -> np.ndarray:
+    """What the fake engine computes: a head whose values depend on each image."""
+    base = blob.reshape(len(blob), -1)[:, :24] * 10.0 + np.arange(24, dtype=np.float32)
+    return base.reshape(len(blob), *FAKE_HEAD).astype(np.float32)
+
+
+class FakeContext:
+    """An execution context: the tensor addresses and input shape, and an enqueue that runs
+    :func:`fake_network` on the stream. ``under_capture`` says what enqueue does while the
+    stream is capturing: ``ok``, ``refuse`` (returns False, capture still valid), ``invalidate``
+    (synchronises, which invalidates the capture, and returns False) or ``raise``."""
+
+    def __init__(self, rt: FakeCudaRuntime, device: int, under_capture: str):
+        self.rt, self.device, self.under_capture = rt, device, under_capture
+        self.shape = (4, *FAKE_SHAPE)
+        self.addresses: dict[str, int] = {}
+        self.enqueues = 0
+
+    def set_input_shape(self, name, shape):
+        self.shape = tuple(shape)
+        return 1 <= self.shape[0] <= 4 and self.shape[1:] == FAKE_SHAPE
+
+    def get_tensor_shape(self, name):
+        return self.shape if name == "images" else (self.shape[0], *FAKE_HEAD)
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = int(address)
+        return True
+
+    def execute_async_v3(self, stream):
+        self.enqueues += 1
+        if self.rt.current != self.device:
+            return False  # TensorRT's kernels for this device cannot run with another device current
+        state = self.rt.streams[int(stream)]
+        if state["capture"] is not None and self.under_capture != "ok":
+            if self.under_capture == "raise":
+                raise RuntimeError("plugin enqueue failed")
+            if self.under_capture == "invalidate":
+                self.rt.cudaStreamSynchronize(stream)
+            return False
+        shape, source, target = self.shape, self.addresses["images"], self.addresses["head0"]
+
+        def run():
+            count = int(np.prod(shape))
+            blob = np.ctypeslib.as_array((ctypes.c_float * count).from_address(source)).reshape(shape)
+            out = fake_network(blob)
+            ctypes.memmove(target, out.ctypes.data, out.nbytes)
+
+        return self.rt.submit(stream, run) == _Err.cudaSuccess
+
+
+class FakeEngine:
+    num_io_tensors = 2
+
+    def __init__(self, rt, device, under_capture):
+        self.rt, self.device, self.under_capture = rt, device, under_capture
+        self.contexts: list[FakeContext] = []
+
+    def get_tensor_name(self, i):
+        return ("images", "head0")[i]
+
+    def get_tensor_mode(self, name):
+        return "INPUT" if name == "images" else "OUTPUT"
+
+    def get_tensor_shape(self, name):
+        return (-1, *FAKE_SHAPE) if name == "images" else (-1, *FAKE_HEAD)
+
+    def get_tensor_profile_shape(self, name, profile):
+        return [(1, *FAKE_SHAPE), (2, *FAKE_SHAPE), (4, *FAKE_SHAPE)]
+
+    def get_tensor_dtype(self, name):
+        return np.float32
+
+    def create_execution_context(self):
+        self.contexts.append(FakeContext(self.rt, self.device, self.under_capture))
+        return self.contexts[-1]
+
+
+@pytest.fixture
+def fake_stack(fake_tensorrt, monkeypatch, tmp_path):
+    """(make_backend, rt): TensorRTBackend on the fake runtime; ``make_backend(device=..., under_capture=...,
+    **kwargs)`` writes an engine with a sidecar for that device and opens it."""
+    rt = FakeCudaRuntime()
+    engines: list[FakeEngine] = []
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, plan):
+            device, under_capture = plan.decode().split()
+            engines.append(FakeEngine(rt, int(device), under_capture))
+            return engines[-1]
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            self.severity = severity
+
+    fake_tensorrt.Logger = Logger
+    fake_tensorrt.init_libnvinfer_plugins = lambda logger, namespace: True
+    fake_tensorrt.Runtime = lambda logger: Runtime(logger)
+    fake_tensorrt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    fake_tensorrt.nptype = np.dtype
+    monkeypatch.setattr(trt_backend, "cuda_runtime", lambda: rt)
+    monkeypatch.setattr(trt_backend, "probe_cuda_device",
+                        lambda index: (CudaDevice(index, "Orin", (8, 7), 1 << 30, 12060), ""))
+
+    def make(device: str = "auto", under_capture: str = "ok", **kwargs):
+        index = 0 if device == "auto" else int(device.split(":")[1])
+        path = tmp_path / f"m{len(list(tmp_path.glob('*.engine')))}.engine"
+        path.write_bytes(f"{index} {under_capture}".encode())
+        _sidecar(path)
+        return trt_backend.TensorRTBackend(path, device=device, **kwargs)
+
+    make.engines = engines
+    return make, rt
+
+
+def _blob(seed: int, batch: int = 2) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, *FAKE_SHAPE), dtype=np.float32)
+
+
+def test_fake_backend_runs_plain_and_frees_everything(fake_stack):
+    make, rt = fake_stack
+    backend = make()
+    for seed, batch in ((0, 2), (1, 2), (2, 4), (3, 1)):
+        blob = _blob(seed, batch)
+        (head,) = backend.infer(blob)
+        np.testing.assert_array_equal(head, fake_network(blob))
+    backend.close()
+    assert not rt.memory and set(rt.streams) == {0, 1}  # buffers and the backend's stream are gone
+    backend.close()  # idempotent
+
+
+def test_own_stream_is_non_blocking(fake_stack):
+    """A blocking stream (cudaStreamCreate) synchronises with the legacy default stream."""
+    make, rt = fake_stack
+    backend = make()
+    assert rt.count("cudaStreamCreate") == 0
+    assert rt.calls.count(("cudaStreamCreateWithFlags", (rt.cudaStreamNonBlocking,))) == 1
+    assert rt.streams[backend._stream]["flags"] == rt.cudaStreamNonBlocking
+    backend.close()
+
+
+def test_cuda_graph_captured_once_replayed_and_dropped_on_a_new_batch(fake_stack):
+    make, rt = fake_stack
+    backend = make(cuda_graph=True)
+    for seed in range(4):  # plain run, capture (+ launch), replay, replay
+        blob = _blob(seed)
+        np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+    assert rt.count("cudaStreamBeginCapture") == 1 and rt.launches == 3 and backend.cuda_graph
+    assert list(backend._graphs) == [2] and len(rt.graphs) == len(rt.executables) == 1
+    blob = _blob(9, 3)
+    np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))  # new shape: plain run first
+    assert not backend._graphs and not rt.graphs and not rt.executables
+    backend.close()
+    assert not rt.capturing()
+
+
+@pytest.mark.parametrize("failure", ["refuse", "invalidate", "raise", "end_capture", "end_capture_no_graph",
+                                     "instantiate"])
+def test_failed_capture_falls_back_to_plain_enqueue_for_good(fake_stack, caplog, failure):
+    """Whatever fails in a capture: nothing leaks, one warning, correct output now and later."""
+    make, rt = fake_stack
+    under_capture = failure if failure in ("refuse", "invalidate", "raise") else "ok"
+    if failure.startswith("end_capture"):
+        rt.fail["cudaStreamEndCapture"] = _Err.cudaErrorStreamCaptureInvalidated
+        rt.end_capture_graph = failure == "end_capture"
+    elif failure == "instantiate":
+        rt.fail["cudaGraphInstantiate"] = _Err.cudaErrorInvalidValue
+    backend = make(under_capture=under_capture, cuda_graph=True)
+    with caplog.at_level(logging.WARNING, logger=trt_backend.__name__):
+        for seed in range(5):  # plain, failed capture + plain, then plain for good
+            blob = _blob(seed)
+            np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+        blob = _blob(7, 3)  # another batch size does not try again either
+        np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "CUDA graph capture failed at batch 2" in warnings[0].getMessage()
+    assert "\n" not in warnings[0].getMessage()
+    assert backend.cuda_graph is False and not backend._graphs
+    assert rt.count("cudaStreamBeginCapture") == rt.count("cudaStreamEndCapture") == 1
+    assert not rt.graphs and not rt.executables and not rt.capturing()  # destroyed, capture ended
+    assert rt.launches == 0
+    backend.close()
+
+
+@pytest.mark.parametrize("stream", [0, 1])
+def test_cuda_graph_on_the_legacy_default_stream_is_refused(fake_stack, stream):
+    make, rt = fake_stack
+    with pytest.raises(YoloV3TrtError) as err:
+        make(cuda_graph=True, stream=stream)
+    message = str(err.value)
+    assert "cannot capture on the legacy default stream" in message and "\n" not in message
+    assert not rt.memory and rt.count("cudaMalloc") == 0  # refused before anything was allocated
+    backend = make(stream=stream)  # without graphs the default stream is fine
+    blob = _blob(0)
+    np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+    backend.close()
+    assert set(rt.streams) == {0, 1}  # the caller's stream is not destroyed
+
+
+def test_caller_stream_used_for_capture(fake_stack):
+    make, rt = fake_stack
+    _, stream = rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking)
+    backend = make(cuda_graph=True, stream=stream)
+    for seed in range(3):
+        blob = _blob(seed)
+        np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+    assert all(args[0] == stream for name, args in rt.calls if name == "cudaStreamBeginCapture")
+    backend.close()
+    assert stream in rt.streams
+
+
+def test_backends_on_two_gpus_in_one_thread(fake_stack):
+    """Each call makes its own device current, whatever the last call (or the caller) left current."""
+    make, rt = fake_stack
+    first, second = make(device="cuda:0"), make(device="cuda:1", cuda_graph=True)
+    assert rt.current == 1
+    for seed in range(4):
+        for backend in (first, second):
+            blob = _blob(seed)
+            np.testing.assert_array_equal(backend.infer(blob)[0], fake_network(blob))
+        rt.cudaSetDevice(0)  # the caller's own work on device 0 between calls
+    assert second._graphs and rt.launches == 3  # captured and launched, then replayed twice, on device 1
+    second.close()  # device 0 is current: close frees on device 1
+    first.close()
+    assert not rt.memory and set(rt.streams) == {0, 1}
+    assert not rt.foreign_frees

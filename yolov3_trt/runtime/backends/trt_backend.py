@@ -13,10 +13,23 @@ stream), sets the input shape when the batch size changes (``set_input_shape``),
 (TensorRT needs one plain run at a shape first) and replayed while the batch size stays: less
 launch overhead for the small kernels of yolov3-tiny. A graph holds the context's state at
 capture, so a batch-size change (``set_input_shape``) drops it and the new size captures anew.
+Not every engine can be captured (TensorRT's NMS layer in an end2end graph has a data-dependent
+shape; a plugin may synchronise): when a capture fails (``execute_async_v3`` refuses under
+capture, ``cudaStreamEndCapture`` or ``cudaGraphInstantiate`` fails, or anything raises), the
+capture is ended, whatever it created is destroyed, one warning is logged and the backend runs
+plain ``execute_async_v3`` from then on (``cuda_graph`` becomes False); that call's output comes
+from a plain run, so it is still right.
 
 Streams: pass ``stream=`` a raw ``cudaStream_t`` handle as an int to run on the caller's stream
 (``torch.cuda.current_stream().cuda_stream``, CuPy's ``stream.ptr``, pycuda's
-``stream.handle``); otherwise the backend creates and owns one.
+``stream.handle``); otherwise the backend creates and owns one, non-blocking
+(``cudaStreamNonBlocking``: it does not synchronise with the legacy default stream 0).
+CUDA cannot capture on the legacy default stream, so ``cuda_graph=True`` with ``stream=0`` (or
+``cudaStreamLegacy``, 1) is refused at construction with a one-line error.
+
+Devices: ``device="cuda:N"`` runs on GPU N. The device is made current (``cudaSetDevice``) at
+construction and again at the start of every call and in ``close()``, so backends on different
+GPUs can be used from one thread; a call leaves GPU N current on the calling thread.
 
 Threads: one execution context per backend, and a context must not run two inferences at once.
 The Detector's lock serialises calls on one instance; for parallel inference create one Detector
@@ -38,6 +51,18 @@ from ...errors import FileError, YoloV3TrtError
 from .base import Backend
 
 logger = logging.getLogger(__name__)
+
+
+# cudaStreamLegacy is ((cudaStream_t)0x1); 0 is the legacy default stream unless per-thread default streams
+_LEGACY_STREAMS = (0, 1)
+
+
+def _handle(value) -> int:
+    """The address behind a cuda-python handle (``cudaGraph_t`` etc.) or an int; 0 for NULL."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # a handle type without __int__: assume a real one
+        return 1
 
 
 def _device_index(device: str) -> int:
@@ -87,6 +112,9 @@ class TensorRTBackend(Backend):
     def __init__(self, path: str | os.PathLike, *, device: str = "auto", threads: int | None = None,
                  stream: int | None = None, cuda_graph: bool = False, verify_hash: bool = True):
         del threads  # a CPU setting; TensorRT runs on the GPU
+        if cuda_graph and stream is not None and int(stream) in _LEGACY_STREAMS:
+            raise YoloV3TrtError(f"{os.fspath(path)}: cuda_graph=True cannot capture on the legacy default stream "
+                                 f"{int(stream)} (CUDA forbids it): pass a created stream, or none for the backend's own")
         trt_module, reason = tensorrt_module()
         if trt_module is None:
             raise YoloV3TrtError(f"{os.fspath(path)}: the tensorrt backend needs TensorRT: {reason}")
@@ -110,6 +138,7 @@ class TensorRTBackend(Backend):
         self._buffers: dict[str, _Buffer] = {}
         self._graphs: dict[int, tuple[object, object]] = {}
         self._stream, self._own_stream, self._context, self._engine = None, False, None, None
+        self._device_index = index
         self.cuda_graph = cuda_graph
         self._shape_ran = False  # a plain enqueue has run since the last set_input_shape
         super().__init__(path, metadata, None)
@@ -140,7 +169,9 @@ class TensorRTBackend(Backend):
                 self.min_batch = self.max_batch = int(shape[0])
             if stream is None:
                 # plain int handles throughout: TensorRT takes an int, cuda-python converts ints itself
-                self._stream, self._own_stream = int(self._check(rt.cudaStreamCreate(), "cudaStreamCreate")), True
+                # non-blocking: a blocking stream would wait for (and hold up) the legacy default stream
+                created = rt.cudaStreamCreateWithFlags(rt.cudaStreamNonBlocking)
+                self._stream, self._own_stream = int(self._check(created, "cudaStreamCreateWithFlags")), True
             else:
                 self._stream = int(stream)
             self._allocate(trt)
@@ -156,10 +187,12 @@ class TensorRTBackend(Backend):
         """The value(s) of a cuda-python call; YoloV3TrtError naming the call when it failed."""
         err, *values = result if isinstance(result, tuple) else (result,)
         if err != self._rt.cudaError_t.cudaSuccess:
-            text = self._rt.cudaGetErrorString(err)[1]
-            text = text.decode() if isinstance(text, bytes) else str(text)
-            raise YoloV3TrtError(f"{self.path}: {what} failed: {text}")
+            raise YoloV3TrtError(f"{self.path}: {what} failed: {self._error_text(err)}")
         return values[0] if len(values) == 1 else (tuple(values) or None)
+
+    def _error_text(self, err) -> str:
+        text = self._rt.cudaGetErrorString(err)[1]
+        return text.decode() if isinstance(text, bytes) else str(text)
 
     def _allocate(self, trt) -> None:
         """Buffers for the largest batch; every tensor address bound once."""
@@ -186,6 +219,8 @@ class TensorRTBackend(Backend):
 
     def _infer(self, blob: np.ndarray) -> list[np.ndarray]:
         rt, stream, batch = self._rt, self._stream, blob.shape[0]
+        # another backend (another GPU) or the caller may have made another device current on this thread
+        self._check(rt.cudaSetDevice(self._device_index), "cudaSetDevice")
         if batch != self._bound_batch:
             if not self._context.set_input_shape(self.input_name, blob.shape):
                 raise YoloV3TrtError(f"{self.path}: the engine refuses input shape {tuple(blob.shape)}")
@@ -214,20 +249,69 @@ class TensorRTBackend(Backend):
         if batch in self._graphs:
             self._check(rt.cudaGraphLaunch(self._graphs[batch][1], stream), "cudaGraphLaunch")
             return
-        if self.cuda_graph and self._shape_ran:  # TensorRT needs a plain run after a shape change first
-            mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-            self._check(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
-            ok = self._context.execute_async_v3(stream)
-            graph = self._check(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-            if not ok:
-                raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine under graph capture")
-            executable = self._check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-            self._graphs[batch] = (graph, executable)
-            self._check(rt.cudaGraphLaunch(executable, stream), "cudaGraphLaunch")
+        # TensorRT needs a plain run after a shape change first
+        if self.cuda_graph and self._shape_ran and self._capture(batch):
+            self._check(rt.cudaGraphLaunch(self._graphs[batch][1], stream), "cudaGraphLaunch")
             return
         if not self._context.execute_async_v3(stream):
             raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine")
         self._shape_ran = True
+
+    def _capture(self, batch: int) -> bool:
+        """Capture the enqueue at ``batch`` as a CUDA graph into ``self._graphs``; True when it worked.
+
+        On any failure the capture is ended (CUDA leaves a stream whose capture failed in an
+        invalidated capture state until ``cudaStreamEndCapture``), the graph and executable made
+        so far are destroyed, one warning is logged and graphs are switched off for good
+        (``self.cuda_graph = False``): the caller then runs the plain enqueue. Nothing was
+        executed under capture, so the plain run gives this call's output.
+        """
+        rt, stream, ok_code = self._rt, self._stream, self._rt.cudaError_t.cudaSuccess
+        graph = executable = None
+        began = ended = False
+        problem = ""
+        try:
+            mode = rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+            self._check(rt.cudaStreamBeginCapture(stream, mode), "cudaStreamBeginCapture")
+            began = True
+            try:
+                enqueued = bool(self._context.execute_async_v3(stream))
+            except Exception as err:  # TensorRT or a plugin raising under capture
+                enqueued, problem = False, f"execute_async_v3 raised {type(err).__name__}: {err}"
+            ended = True  # one end per begin, whatever happens below
+            err, *rest = rt.cudaStreamEndCapture(stream)
+            graph = rest[0] if rest and rest[0] is not None and _handle(rest[0]) else None
+            if err != ok_code:
+                problem = problem or f"cudaStreamEndCapture failed: {self._error_text(err)}"
+            elif not enqueued:
+                problem = problem or "TensorRT could not enqueue the engine under capture"
+            elif graph is None:
+                problem = "cudaStreamEndCapture returned no graph"
+            if not problem:
+                executable = self._check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        except Exception as err:  # begin/end/instantiate raising, a failed _check
+            problem = problem or f"{type(err).__name__}: {err}"
+        finally:
+            if began and not ended:  # an exception between begin and end
+                try:
+                    _, *rest = rt.cudaStreamEndCapture(stream)
+                    if rest and rest[0] is not None and _handle(rest[0]):
+                        graph = rest[0]
+                except Exception:  # nothing more can be done; the plain run below reports real trouble
+                    pass
+        if not problem:
+            self._graphs[batch] = (graph, executable)
+            return True
+        if executable is not None:
+            rt.cudaGraphExecDestroy(executable)
+        if graph is not None:
+            rt.cudaGraphDestroy(graph)
+        if hasattr(rt, "cudaGetLastError"):
+            rt.cudaGetLastError()  # a failed capture's error must not surface in a later, unrelated check
+        self.cuda_graph = False
+        logger.warning("%s: CUDA graph capture failed at batch %d (%s); running plain execute_async_v3 from now on",
+                       self.path, batch, problem.splitlines()[0] if problem else "unknown")
+        return False
 
     def _drop_graphs(self) -> None:
         for graph, executable in getattr(self, "_graphs", {}).values():
@@ -241,6 +325,8 @@ class TensorRTBackend(Backend):
         """Free graphs, buffers, the stream (when ours), the context and the engine; idempotent."""
         rt = getattr(self, "_rt", None)
         if rt is not None:
+            if any(getattr(self, name, None) for name in ("_buffers", "_graphs", "_own_stream")):
+                rt.cudaSetDevice(self._device_index)  # free on the device they live on
             if getattr(self, "_stream", None) is not None:
                 rt.cudaStreamSynchronize(self._stream)
             self._drop_graphs()
