@@ -18,7 +18,7 @@
 __constant__ YoloParams kYoloParams = YOLO_PARAMS_INIT;
 
 extern "C" __global__ void __launch_bounds__(YOLO_BLOCK)
-yolo_decode_nms_kernel(YOLO_HEAD_ARGS, int batch, int* __restrict__ num_dets, float* __restrict__ boxes,
+yolo_decode_nms(YOLO_HEAD_ARGS, int batch, int* __restrict__ num_dets, float* __restrict__ boxes,
                        float* __restrict__ scores, int* __restrict__ classes) {
     __shared__ yolo_u64 keys[YOLO_CAPACITY_POW2];
     __shared__ float box_buf[YOLO_CAPACITY * 4];

@@ -7,6 +7,7 @@ import importlib.util
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from plugin_cases import yolov3_heads
 
 from yolov3_trt.plugin import host, trt_plugin
@@ -70,14 +71,57 @@ def test_supports_aot():
 
 def test_node_attributes_round_trip():
     attrs = trt_plugin.node_attributes(CONFIG)
-    as_trt = {**attrs, "anchors": np.asarray(attrs["anchors"], np.float32),
-              "anchors_per_head": np.asarray(attrs["anchors_per_head"], np.int32),
-              "strides": np.asarray(attrs["strides"], np.int32), "conf": float(np.float32(attrs["conf"]))}
+    specs = trt_plugin.attribute_specs(3)
+    assert list(attrs) == [name for name, _ in specs] == sorted(attrs)  # the order aot_impl receives them in
+    # as TensorRT hands them over: 1-element arrays of the parser's types
+    as_trt = {name: np.asarray([attrs[name]], dtype) for name, dtype in specs}
     back = trt_plugin.config_from_attributes(**as_trt)
     assert back.anchors == CONFIG.anchors and back.strides == CONFIG.strides and back.grids == CONFIG.grids
     assert back.to_struct().conf == CONFIG.to_struct().conf
-    with pytest.raises(PluginError, match="inconsistent"):
-        trt_plugin.config_from_attributes(**{**as_trt, "anchors_per_head": np.asarray([3, 3], np.int32)})
+    assert trt_plugin.config_from_attributes(**attrs) == CONFIG  # Python numbers too
+    with pytest.raises(PluginError, match="missing .'stride2_y'."):
+        trt_plugin.config_from_attributes(**{k: v for k, v in as_trt.items() if k != "stride2_y"})
+    with pytest.raises(PluginError, match="must hold one value"):
+        trt_plugin.config_from_attributes(**{**as_trt, "conf": np.asarray([0.1, 0.2], np.float32)})
+    with pytest.raises(PluginError, match="unknown .'extra'."):
+        trt_plugin.config_from_attributes(**as_trt, extra=np.asarray([1], np.int32))
+
+
+def test_attribute_specs_are_scalars_sorted_by_name():
+    for heads in trt_plugin.HEAD_COUNTS:
+        specs = trt_plugin.attribute_specs(heads)
+        names = [name for name, _ in specs]
+        assert names == sorted(names) and len(names) == 7 + heads * (2 + 2 * trt_plugin.ANCHORS_PER_HEAD)
+        assert {dtype for _, dtype in specs} == {np.int32, np.float32}
+
+
+def test_plugin_refuses_other_anchor_counts():
+    two = PluginConfig.from_heads(yolov3_heads(80), (416, 416), [(13, 13), (26, 26), (52, 52)], conf=0.25,
+                                  iou=0.45, max_det=100, capacity=1024)
+    two = PluginConfig(**{**two.__dict__, "anchors": tuple(h[:2] for h in two.anchors)})
+    with pytest.raises(PluginError, match="head 0 has 2 anchors.*end2end"):
+        trt_plugin.node_attributes(two)
+
+
+def test_kernel_name_fits_tensorrt_10_13():
+    from yolov3_trt.plugin.sources import KERNEL_NAME, MAX_KERNEL_NAME
+
+    assert len(KERNEL_NAME) <= MAX_KERNEL_NAME == 15
+    source = (ROOT / "plugins" / "yolo_decode_nms" / "yolo_decode_nms_kernel.cu").read_text()
+    assert f"\n{KERNEL_NAME}(YOLO_HEAD_ARGS" in source
+
+
+def test_ptx_target_follows_hardware_compatibility():
+    assert trt_plugin.target_arch() == "compute_75"
+    with trt_plugin.ptx_target("ampere+") as arch:
+        assert arch == trt_plugin.target_arch() == "compute_80"
+        with trt_plugin.ptx_target("same-cc"):
+            assert trt_plugin.target_arch() == "compute_75"
+        assert trt_plugin.target_arch() == "compute_80"
+    assert trt_plugin.target_arch() == "compute_75"
+    with pytest.raises(PluginError, match="unknown hardware compatibility"):
+        with trt_plugin.ptx_target("turing+"):
+            pass
 
 
 def test_names_and_outputs():

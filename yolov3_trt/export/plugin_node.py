@@ -30,7 +30,7 @@ def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequ
     """Replace the head outputs of ``model`` by the plugin node's four outputs, in place.
 
     ``grids`` are (W, H) per head. ValueError when the model does not fit the plugin (head
-    count, capacity beyond the kernel's 48 KB of shared memory, bad thresholds).
+    count, anchors per head, capacity beyond the kernel's 48 KB of shared memory, bad thresholds).
     """
     graph = model.graph
     raw_outputs = [o.name for o in graph.output]
@@ -44,12 +44,13 @@ def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequ
     config = PluginConfig.from_heads(heads, input_size, [(h, w) for w, h in grids], conf=conf, iou=iou,
                                      max_det=max_det, capacity=capacity)
     try:
-        name = op_type(len(heads))
-    except PluginError as err:  # unsupported head count
+        name, attributes = op_type(len(heads)), node_attributes(config)
+    except PluginError as err:  # a head count or anchor count the plugin does not take
         raise ValueError(str(err)) from None
+    # make_node sorts the attributes by name: the order tensorrt.plugin passes them to aot_impl in
     graph.node.append(helper.make_node(
         name, raw_outputs, list(OUTPUT_NAMES), name="yolo_decode_nms", domain=PLUGIN_NAMESPACE,
-        plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION, aot=1, **node_attributes(config)))
+        plugin_namespace=PLUGIN_NAMESPACE, plugin_version=PLUGIN_VERSION, aot=1, **attributes))
     if not any(o.domain == PLUGIN_NAMESPACE for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(PLUGIN_NAMESPACE, 1))
     batch = graph.input[0].type.tensor_type.shape.dim[0]

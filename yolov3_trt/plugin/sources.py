@@ -11,7 +11,11 @@ from ..errors import YoloV3TrtError
 KERNEL_SOURCES = ("yolo_params.h", "decode_nms_common.cuh", "executors.cuh", "decode_nms.cuh",
                   "yolo_decode_nms_kernel.cu")
 KERNEL_FILE = "yolo_decode_nms_kernel.cu"
-KERNEL_NAME = "yolo_decode_nms_kernel"   # extern "C": the PTX entry symbol
+# extern "C": the PTX entry symbol. At most 15 characters: TensorRT 10.9-10.13 hands the name from
+# aot_impl to the builder as c_str() of a temporary std::string (fixed in 10.14), which stays
+# valid only while the name fits libstdc++'s 15-character inline buffer.
+KERNEL_NAME = "yolo_decode_nms"
+MAX_KERNEL_NAME = 15
 CONSTANTS_HEADER = "yolo_decode_nms_constants.h"
 LIBRARY_NAME = "libyolo_decode_nms.so"
 BUILD_HINT = 'build it with `pip install -e .` (or `python setup.py build_ext --inplace`) in the yolov3_trt checkout'

@@ -21,12 +21,15 @@ What cannot run on a machine without TensorRT and a GPU is only the body of ``re
 exercise. Annotations are real objects here (no ``from __future__ import annotations``):
 ``tensorrt.plugin`` inspects them.
 """
+import contextlib
+import inspect
 import logging
 import re
 import threading
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from .params import PluginConfig, launch_dims
 from .ptx import compile_ptx
@@ -63,35 +66,85 @@ def supports_aot(trt_version: str) -> bool:
     return bool(match) and (int(match.group(1)), int(match.group(2))) >= MIN_AOT_VERSION
 
 
+ANCHORS_PER_HEAD = 3  # every official YOLOv3 cfg (yolov3, -tiny, -spp, -voc, -openimages)
+
+# One plugin attribute per number, all 1-element arrays of the types TensorRT's ONNX parser
+# produces (INT -> int32, FLOAT -> float32). Two defects of TensorRT 10.x's Python layer under
+# NumPy 2 decide this (both reproduced with the real bindings, tests/trt_bindings):
+# - a scalar-annotated attribute is converted with int(f.data) on a 1-element 1-D array, a
+#   TypeError from NumPy 2.4 on (11.x indexes f.data[0]);
+# - PluginField.data (pybind11's py::array(length, ptr), built against NumPy 1) returns the first
+#   element repeated for any field longer than one, so array attributes (anchors, strides) would
+#   arrive as garbage. A 1-element array reads back exactly on every release and NumPy.
+# The attributes are sorted by name and kept in that order everywhere: the registered signature
+# (hence the creator's field order), the aot_impl signature (TensorRT passes attributes to it by
+# position, in the order of the fields it was created with) and the ONNX node (onnx's make_node
+# sorts attributes, and the parser hands them over in node order), so the three agree whichever
+# order a TensorRT release uses.
+_GLOBAL_ATTRIBUTES = {"capacity": np.int32, "conf": np.float32, "input_h": np.int32, "input_w": np.int32,
+                      "iou": np.float32, "max_det": np.int32, "num_classes": np.int32}
+NODE_ONLY_ATTRIBUTES = ("aot", "plugin_namespace", "plugin_version")  # read by the parser, not the plugin
+
+
+def attribute_specs(num_heads: int) -> Tuple[Tuple[str, type], ...]:
+    """(name, numpy dtype) of the plugin attributes for ``num_heads`` heads, sorted by name."""
+    specs = dict(_GLOBAL_ATTRIBUTES)
+    for i in range(num_heads):
+        specs[f"stride{i}_x"] = specs[f"stride{i}_y"] = np.int32
+        for j in range(ANCHORS_PER_HEAD):
+            specs[f"anchor{i}_{j}_w"] = specs[f"anchor{i}_{j}_h"] = np.float32
+    return tuple(sorted(specs.items()))
+
+
 def node_attributes(config: PluginConfig) -> Dict[str, object]:
-    """The ONNX node attributes that describe ``config`` (besides plugin_namespace/version/aot)."""
-    return {
-        "num_classes": config.num_classes, "input_w": config.input_size[0], "input_h": config.input_size[1],
-        "anchors": [float(v) for head in config.anchors for anchor in head for v in anchor],
-        "anchors_per_head": [len(head) for head in config.anchors],
-        "strides": [int(v) for stride in config.strides for v in stride],
-        "conf": float(config.conf), "iou": float(config.iou), "max_det": config.max_det, "capacity": config.capacity,
-    }
+    """The ONNX node attributes that describe ``config`` (besides plugin_namespace/version/aot),
+    in :func:`attribute_specs` order. PluginError when a head has other than 3 anchors."""
+    for i, head in enumerate(config.anchors):
+        if len(head) != ANCHORS_PER_HEAD:
+            raise PluginError(f"head {i} has {len(head)} anchors; the decode + NMS plugin takes {ANCHORS_PER_HEAD} "
+                              "per head: export --flavour end2end instead")
+    values: Dict[str, object] = {"capacity": config.capacity, "conf": float(config.conf),
+                                 "input_h": config.input_size[1], "input_w": config.input_size[0],
+                                 "iou": float(config.iou), "max_det": config.max_det,
+                                 "num_classes": config.num_classes}
+    for i, ((sx, sy), head) in enumerate(zip(config.strides, config.anchors)):
+        values[f"stride{i}_x"], values[f"stride{i}_y"] = int(sx), int(sy)
+        for j, (pw, ph) in enumerate(head):
+            values[f"anchor{i}_{j}_w"], values[f"anchor{i}_{j}_h"] = float(pw), float(ph)
+    return {name: values[name] for name, _ in attribute_specs(len(config.anchors))}
 
 
-def config_from_attributes(num_classes: int, input_w: int, input_h: int, anchors: Sequence[float],
-                           anchors_per_head: Sequence[int], strides: Sequence[int], conf: float, iou: float,
-                           max_det: int, capacity: int) -> PluginConfig:
-    """A :class:`PluginConfig` from the node attributes (as TensorRT hands them to the plugin)."""
-    counts = [int(v) for v in np.asarray(anchors_per_head).ravel()]
-    flat = [float(v) for v in np.asarray(anchors, dtype=np.float64).ravel()]
-    stride_values = [int(v) for v in np.asarray(strides).ravel()]
-    if sum(counts) * 2 != len(flat) or len(stride_values) != 2 * len(counts):
-        raise PluginError(f"inconsistent plugin attributes: {len(flat)} anchor values for anchors_per_head "
-                          f"{counts}, {len(stride_values)} stride values")
-    heads, start = [], 0
-    for count in counts:
-        heads.append(tuple((flat[start + 2 * j], flat[start + 2 * j + 1]) for j in range(count)))
-        start += 2 * count
+def _scalar(name: str, value) -> float:
+    """An attribute as TensorRT hands it over (a 1-element array) or as a Python number."""
+    array = np.asarray(value)
+    if array.size != 1:
+        raise PluginError(f"plugin attribute {name} must hold one value, got {array.size}")
+    return array.reshape(-1)[0].item()
+
+
+def _num_heads(names) -> int:
+    heads = sorted({int(n[len("stride"):].split("_")[0]) for n in names if n.startswith("stride")})
+    if heads != list(range(len(heads))) or not heads:
+        raise PluginError(f"plugin attributes: strides for heads {heads}, expected 0, 1, ...")
+    return len(heads)
+
+
+def config_from_attributes(**attrs) -> PluginConfig:
+    """A :class:`PluginConfig` from the node attributes (:func:`attribute_specs`, as TensorRT
+    hands them to the plugin: 1-element numpy arrays; Python numbers work too)."""
+    heads = _num_heads(attrs)
+    expected = {name for name, _ in attribute_specs(heads)}
+    missing, unknown = sorted(expected - set(attrs)), sorted(set(attrs) - expected)
+    if missing or unknown:
+        raise PluginError(f"plugin attributes: missing {missing or 'none'}, unknown {unknown or 'none'}")
+    v = {name: _scalar(name, value) for name, value in attrs.items()}
     try:
-        return PluginConfig(num_classes=int(num_classes), input_size=(int(input_w), int(input_h)), anchors=tuple(heads),
-                            strides=tuple(zip(stride_values[::2], stride_values[1::2])), conf=float(conf),
-                            iou=float(iou), max_det=int(max_det), capacity=int(capacity))
+        return PluginConfig(
+            num_classes=int(v["num_classes"]), input_size=(int(v["input_w"]), int(v["input_h"])),
+            anchors=tuple(tuple((float(v[f"anchor{i}_{j}_w"]), float(v[f"anchor{i}_{j}_h"]))
+                                for j in range(ANCHORS_PER_HEAD)) for i in range(heads)),
+            strides=tuple((int(v[f"stride{i}_x"]), int(v[f"stride{i}_y"])) for i in range(heads)),
+            conf=float(v["conf"]), iou=float(v["iou"]), max_det=int(v["max_det"]), capacity=int(v["capacity"]))
     except ValueError as err:
         raise PluginError(f"bad plugin attributes: {err}") from None
 
@@ -102,32 +155,38 @@ def output_shapes(batch, max_det: int) -> List[Tuple[tuple, str]]:
             ((batch, max_det), "int32")]
 
 
-def current_arch() -> str:
-    """``compute_XY`` of the current CUDA device (what TensorRT builds for)."""
+# PTX is compiled for the lowest architecture the engine may run on, never for the build GPU's
+# own: PTX JIT-compiles forward only, so an ampere+ engine built on an H100 must still load on an
+# A100 or Orin. compute_75 is the oldest GPU TensorRT 10 supports; ampere+ engines start at 8.0
+# (measured: the same registers and shared memory, no speed cost).
+PTX_ARCH = {"none": "compute_75", "same-cc": "compute_75", "ampere+": "compute_80"}
+_target = threading.local()
+
+
+@contextlib.contextmanager
+def ptx_target(hardware_compatibility: str = "none") -> Iterator[str]:
+    """Within the block, ``aot_impl`` compiles PTX for the engine's ``hardware_compatibility``
+    (the build runs the callbacks in the calling thread). Yields the architecture."""
+    if hardware_compatibility not in PTX_ARCH:
+        raise PluginError(f"unknown hardware compatibility {hardware_compatibility!r}: use one of "
+                          f"{', '.join(PTX_ARCH)}")
+    previous = getattr(_target, "arch", None)
+    _target.arch = PTX_ARCH[hardware_compatibility]
     try:
-        from cuda.bindings import driver
-    except ImportError:
-        raise PluginError("the plugin needs cuda-python to find the GPU architecture: pip install cuda-python") from None
-    try:
-        (err,) = driver.cuInit(0)
-    except Exception as exc:  # cuda-python raises when libcuda itself is missing
-        raise PluginError(f"no CUDA driver to build the plugin for ({type(exc).__name__})") from None
-    if int(err) == 0:
-        err, device = driver.cuCtxGetDevice()
-        if int(err) != 0:
-            err, device = driver.cuDeviceGet(0)
-    if int(err) != 0:
-        raise PluginError(f"no CUDA device to build the plugin for ({err})")
-    attr = driver.CUdevice_attribute
-    _, major = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)
-    _, minor = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)
-    return f"compute_{major}{minor}"
+        yield _target.arch
+    finally:
+        _target.arch = previous
+
+
+def target_arch() -> str:
+    """The architecture ``aot_impl`` compiles for now (compute_75 outside :func:`ptx_target`)."""
+    return getattr(_target, "arch", None) or PTX_ARCH["none"]
 
 
 def aot_kernel(config: PluginConfig, fp16: bool, arch: Optional[str] = None) -> Tuple[str, bytes, int, int]:
     """What ``aot_impl`` returns, without TensorRT: ``(kernel name, PTX, block_x, shared_mem)``.
     The grid is the batch (one block per image), the only integer argument is the batch too."""
-    ptx = compile_ptx(config, fp16=fp16, arch=arch or current_arch())
+    ptx = compile_ptx(config, fp16=fp16, arch=arch or target_arch())
     (_, block) = launch_dims(1)
     return KERNEL_NAME, ptx, block[0], 0  # static __shared__ only: no dynamic shared memory
 
@@ -135,6 +194,8 @@ def aot_kernel(config: PluginConfig, fp16: bool, arch: Optional[str] = None) -> 
 def register() -> None:
     """Register the plugin ops with ``tensorrt.plugin`` (idempotent; imports tensorrt here).
 
+    A registration that failed part-way (e.g. a TensorRT error on the second op) can be retried:
+    ops already defined are kept, their autotune and AOT functions are (re)attached.
     PluginError when TensorRT is older than 10.9 (no AOT plugins: build the end2end graph,
     decode in ONNX ops and TensorRT's NMS layer, instead).
     """
@@ -147,30 +208,67 @@ def register() -> None:
         if not supports_aot(trt.__version__):
             raise PluginError(f"TensorRT {trt.__version__} has no AOT quickly deployable plugins (needs 10.9+): "
                               "use an end2end model")
-        import tensorrt.plugin as trtp  # noqa: F401  (only exists from 10.9 on the supported path)
+        import tensorrt.plugin as trtp
 
         for heads in HEAD_COUNTS:
-            _register_heads(trt, heads)
+            _register_heads(trt, trtp, heads)
         _registered = True
         logger.info("registered %s plugins %s (version %s)", PLUGIN_NAMESPACE,
                     ", ".join(op_type(h) for h in HEAD_COUNTS), PLUGIN_VERSION)
 
 
-def _register_heads(trt, heads: int) -> None:  # pragma: no cover - needs TensorRT >= 10.9
-    """The decorated QDP functions for one head count. Runs only under TensorRT (see module doc)."""
-    import numpy.typing as npt
-    import tensorrt.plugin as trtp
+def _defined(trtp, heads: int) -> bool:
+    """Whether ``tensorrt.plugin`` already has the op (from an earlier, possibly partial, register)."""
+    namespace, name = plugin_id(heads).split("::")
+    return hasattr(trtp.op, namespace) and hasattr(getattr(trtp.op, namespace), name)
 
+
+def _signature(trtp, heads: int, *, attrs: bool, tail: Sequence[Tuple[str, object]], returns) -> inspect.Signature:
+    """The signature ``tensorrt.plugin`` reads: head tensors, attributes (:func:`attribute_specs`), tail."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(f"head{i}", kind, annotation=trtp.TensorDesc) for i in range(heads)]
+    if attrs:
+        params += [inspect.Parameter(name, kind, annotation=npt.NDArray[dtype]) for name, dtype in attribute_specs(heads)]
+    params += [inspect.Parameter(name, kind, annotation=annotation) for name, annotation in tail]
+    return inspect.Signature(params, return_annotation=returns)
+
+
+def _with_signature(function, signature: inspect.Signature, name: str):
+    function.__signature__ = signature
+    function.__name__ = function.__qualname__ = name
+    return function
+
+
+def _register_heads(trt, trtp, heads: int) -> None:
+    """Attach the QDP functions for one head count. They are generic over the head count (the
+    signatures ``tensorrt.plugin`` inspects are built from :func:`attribute_specs`); TensorRT calls
+    the shape function with attributes by keyword and ``autotune``/``aot_impl`` by position."""
     name = plugin_id(heads)
     dtypes = {"int32": trt.int32, "float32": trt.float32}
+    Outputs = Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]
+    specs = attribute_specs(heads)
+    n_attrs = len(specs)
 
-    def describe(first, max_det):
+    def describe(*tensors, **attrs):
+        max_det = int(_scalar("max_det", attrs["max_det"]))
         return tuple(trtp.from_shape_expr(shape, dtype=dtypes[dtype])
-                     for shape, dtype in output_shapes(first.shape_expr[0], max_det))
+                     for shape, dtype in output_shapes(tensors[0].shape_expr[0], max_det))
 
-    def implement(first, fp16, attrs):
-        config = config_from_attributes(**attrs)
-        kernel, ptx, block_x, shared = aot_kernel(config, fp16)
+    def tune(*args):
+        combination = ", ".join(["FP32|FP16"] * heads + ["INT32", "FP32", "FP32", "INT32"])
+        return [trtp.AutoTuneCombination(combination, "LINEAR")]
+
+    def aot(*args):
+        if len(args) != heads + n_attrs + 2:
+            raise PluginError(f"{name}: aot_impl got {len(args)} arguments, expected {heads + n_attrs + 2}")
+        first = args[0]
+        values = dict(zip((n for n, _ in specs), args[heads:heads + n_attrs]))
+        for attr, dtype in specs:  # attributes arrive by position: a wrong order shows as a wrong type
+            if np.asarray(values[attr]).dtype != dtype:
+                raise PluginError(f"{name}: attribute {attr} arrived as {np.asarray(values[attr]).dtype}, expected "
+                                  f"{np.dtype(dtype)}: TensorRT passed the attributes in another order")
+        config = config_from_attributes(**values)
+        kernel, ptx, block_x, shared = aot_kernel(config, first.dtype == trt.float16)
         launch = trtp.KernelLaunchParams()
         launch.grid_x = first.shape_expr[0]
         launch.block_x = block_x
@@ -178,48 +276,14 @@ def _register_heads(trt, heads: int) -> None:  # pragma: no cover - needs Tensor
         extra = trtp.SymIntExprs.from_tuple([trtp.SymInt32(first.shape_expr[0])])
         return kernel, ptx, launch, extra
 
-    combination = ", ".join(["FP32|FP16"] * heads + ["INT32", "FP32", "FP32", "INT32"])
-    Outputs = Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]
-    Aot = Tuple[str, bytes, trtp.KernelLaunchParams, trtp.SymExprs]
-    F32, I32 = npt.NDArray[np.float32], npt.NDArray[np.int32]
-
-    if heads == 3:
-        @trtp.register(name)
-        def desc3(head0: trtp.TensorDesc, head1: trtp.TensorDesc, head2: trtp.TensorDesc, num_classes: int,
-                  input_w: int, input_h: int, anchors: F32, anchors_per_head: I32, strides: I32, conf: float,
-                  iou: float, max_det: int, capacity: int) -> Outputs:
-            return describe(head0, max_det)
-
-        @trtp.autotune(name)
-        def tune3(head0: trtp.TensorDesc, head1: trtp.TensorDesc, head2: trtp.TensorDesc,
-                  outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
-            return [trtp.AutoTuneCombination(combination, "LINEAR")]
-
-        @trtp.aot_impl(name)
-        def aot3(head0: trtp.TensorDesc, head1: trtp.TensorDesc, head2: trtp.TensorDesc, num_classes: int,
-                 input_w: int, input_h: int, anchors: F32, anchors_per_head: I32, strides: I32, conf: float,
-                 iou: float, max_det: int, capacity: int, outputs: Tuple[trtp.TensorDesc], tactic: int) -> Aot:
-            return implement(head0, head0.dtype == trt.float16, dict(
-                num_classes=num_classes, input_w=input_w, input_h=input_h, anchors=anchors,
-                anchors_per_head=anchors_per_head, strides=strides, conf=conf, iou=iou, max_det=max_det,
-                capacity=capacity))
-    else:
-        @trtp.register(name)
-        def desc2(head0: trtp.TensorDesc, head1: trtp.TensorDesc, num_classes: int, input_w: int, input_h: int,
-                  anchors: F32, anchors_per_head: I32, strides: I32, conf: float, iou: float, max_det: int,
-                  capacity: int) -> Outputs:
-            return describe(head0, max_det)
-
-        @trtp.autotune(name)
-        def tune2(head0: trtp.TensorDesc, head1: trtp.TensorDesc,
-                  outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
-            return [trtp.AutoTuneCombination(combination, "LINEAR")]
-
-        @trtp.aot_impl(name)
-        def aot2(head0: trtp.TensorDesc, head1: trtp.TensorDesc, num_classes: int, input_w: int, input_h: int,
-                 anchors: F32, anchors_per_head: I32, strides: I32, conf: float, iou: float, max_det: int,
-                 capacity: int, outputs: Tuple[trtp.TensorDesc], tactic: int) -> Aot:
-            return implement(head0, head0.dtype == trt.float16, dict(
-                num_classes=num_classes, input_w=input_w, input_h=input_h, anchors=anchors,
-                anchors_per_head=anchors_per_head, strides=strides, conf=conf, iou=iou, max_det=max_det,
-                capacity=capacity))
+    tag = op_type(heads)
+    if not _defined(trtp, heads):
+        trtp.register(name)(_with_signature(describe, _signature(trtp, heads, attrs=True, tail=(), returns=Outputs),
+                                            f"{tag}_describe"))
+    trtp.autotune(name)(_with_signature(tune, _signature(
+        trtp, heads, attrs=False, tail=(("outputs", Tuple[trtp.TensorDesc]),),
+        returns=List[trtp.AutoTuneCombination]), f"{tag}_autotune"))
+    trtp.aot_impl(name)(_with_signature(aot, _signature(
+        trtp, heads, attrs=True, tail=(("outputs", Tuple[trtp.TensorDesc]), ("tactic", int)),
+        returns=Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]),
+        f"{tag}_aot_impl"))
