@@ -115,7 +115,11 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     logger.info("building %s (%s, %s graph, batch %d:%d:%d) with TensorRT %s on %s; this takes minutes",
                 onnx_path, precision, props.get(PREFIX + "flavour", "raw"), *options.batch, trt.__version__,
                 device.name)
-    plan = build_serialized_engine(builder, network, config)
+    if uses_plugin:  # aot_impl runs during the build: PTX for the oldest GPU the engine may meet
+        with trt_plugin.ptx_target(options.hardware_compatibility):
+            plan = build_serialized_engine(builder, network, config)
+    else:
+        plan = build_serialized_engine(builder, network, config)
     try:
         atomic_write_bytes(cache_path, timing_cache_bytes(config))
     except OSError as err:  # a read-only cache folder costs the next build time, not this engine
