@@ -63,7 +63,59 @@ def test_int8_calibrates_then_names_the_int8_onnx(weights, tmp_path, capsys):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     from yolov3_trt.build.pipeline import read_onnx
 
-    assert read_onnx(int8)[2] == "int8" and read_onnx(tmp_path / "tiny-end2end.onnx")[2] == "fp32"
+    metadata, _, precision, uses_plugin = read_onnx(int8)
+    assert (metadata.flavour, precision, uses_plugin) == ("end2end", "int8", False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-end2end-int8.onnx"]  # no intermediate files
+    _assert_tail_after_quantized_heads(int8, "NonMaxSuppression")
+
+
+def _assert_tail_after_quantized_heads(path, tail_op: str) -> None:
+    """The tail consumes the raw heads, and no Q/DQ or Cast node was put inside the tail."""
+    model = onnx.load(str(path))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    tail = [n for n in model.graph.node if n.op_type == tail_op]
+    assert len(tail) == 1
+    if tail_op != "NonMaxSuppression":
+        assert list(tail[0].input) == [f"head{i}" for i in range(len(tail[0].input))]
+    tail_nodes = [n for n in model.graph.node if n.name.startswith("e2e/") or n.op_type == tail_op]
+    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in tail_nodes)
+    assert all(n.name in {p.name for p in producers.values()} for n in tail_nodes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                    reason="FP16/INT8 for TensorRT need nvidia-modelopt (the [quantize] extra)")
+@pytest.mark.parametrize("precision", ["--fp16", "--int8"])
+def test_precision_with_the_plugin_graph(weights, precision, tmp_path, capsys):
+    """Quantization runs on ONNX Runtime, which cannot run the plugin node: the raw graph is
+    quantized and the plugin node appended after; the named ONNX holds both."""
+    from yolov3_trt.build.pipeline import read_onnx
+    from yolov3_trt.plugin import trt_plugin
+
+    calib = ["--calib", str(DARKNET / "images"), "--calib-images", "3"] if precision == "--int8" else []
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "plugin",
+                      precision, *calib, "--output", str(tmp_path / "t.engine")]) == 2
+    name = precision[2:]
+    out = tmp_path / f"tiny-plugin-{name}.onnx"
+    assert _one_line(capsys).endswith(f"{out} is ready to build on the target device with python -m "
+                                      f"yolov3_trt.build --model {out} --batch 1:1:1")
+    metadata, props, found, uses_plugin = read_onnx(out)
+    assert (metadata.flavour, found, uses_plugin) == ("plugin", name, True)
+    assert props["yolov3_trt.precision"] == name and metadata.max_det == 100 and metadata.pre_nms_top_k == 1024
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    if name == "fp16":
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    _assert_tail_after_quantized_heads(out, trt_plugin.op_type(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    # the same from the exported plugin file: its tail is cut off, the heads quantized, the tail put back
+    assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "plugin",
+                      "--output", str(tmp_path / "t.engine")]) == 2
+    capsys.readouterr()
+    assert run(main, ["--model", str(tmp_path / "tiny-plugin.onnx"), precision, *calib]) == 2
+    again = tmp_path / f"tiny-plugin-{name}.onnx"
+    assert _one_line(capsys).endswith(f"--model {again} --batch 1:1:1")
+    node = lambda path: onnx.load(str(path)).graph.node[-1]  # noqa: E731
+    assert node(again).attribute == node(tmp_path / "tiny-plugin.onnx").attribute
 
 
 def test_plugin_flavour_exports_the_plugin_node(weights, tmp_path, capsys):

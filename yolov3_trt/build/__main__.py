@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_quantize_args, check_quantize_args,
                           make_parser, positive_int, run)
-from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
+from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 from .device import supports_aot_plugin, tensorrt_module
 from .sidecar import HARDWARE_COMPATIBILITY
 from .steps import BuildOptions
@@ -102,7 +103,7 @@ def _choose_flavour(requested: str, trt_version: str | None) -> str:
     return "end2end"
 
 
-def _export(args: argparse.Namespace, folder: Path, flavour: str) -> Path:
+def _export(args: argparse.Namespace, folder: Path, flavour: str, *, announce: bool = True) -> Path:
     from ..cli.models import load_torch_model
     from ..export.onnx_export import export_onnx
     from ..fileio import file_sha256
@@ -113,21 +114,58 @@ def _export(args: argparse.Namespace, folder: Path, flavour: str) -> Path:
     thresholds = {} if flavour == "raw" else {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
     export_onnx(model, path, names, flavour=flavour, size=args.size, **thresholds,
                 weights_sha256=file_sha256(source), source=source.name)
-    print(f"exported {path} ({flavour} graph)")
+    if announce:
+        print(f"exported {path} ({flavour} graph)")
     return path
 
 
-def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path) -> Path:
+def _precision(args: argparse.Namespace) -> str:
+    return "fp16" if args.fp16 else "int8"
+
+
+def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path, *, announce: bool = True) -> Path:
     from ..quantize import quantize_fp16, quantize_int8
 
+    out = folder / f"{onnx_path.stem}-{_precision(args)}.onnx"
     if args.fp16:
-        out = quantize_fp16(onnx_path, folder / f"{onnx_path.stem}-fp16.onnx")
+        quantize_fp16(onnx_path, out)
     else:
-        out = quantize_int8(onnx_path, folder / f"{onnx_path.stem}-int8.onnx", args.calib, target="tensorrt",
-                            method=args.calib_method, num_images=args.calib_images, seed=args.calib_seed,
-                            cache_dir=args.calib_cache)
-    print(f"wrote {out} ({'fp16' if args.fp16 else 'int8'})")
-    return Path(out)
+        quantize_int8(onnx_path, out, args.calib, target="tensorrt", method=args.calib_method,
+                      num_images=args.calib_images, seed=args.calib_seed, cache_dir=args.calib_cache)
+    if announce:
+        print(f"wrote {out} ({_precision(args)})")
+    return out
+
+
+def _quantize_under_tail(args: argparse.Namespace, flavour: str, thresholds: dict, dst: Path, *,
+                         source: Path | None = None) -> Path:
+    """``dst``: the raw graph (exported, or ``source`` with its tail cut off) quantized, then the
+    ``flavour`` tail appended. Calibration and AutoCast run the graph on ONNX Runtime, which cannot
+    run the plugin node (and decode + NMS are not to be quantized), so the tail comes last."""
+    from ..export.tail import append_tail_file, strip_tail_file
+
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-build-") as tmp:
+        folder = Path(tmp)
+        if source is None:
+            raw = _export(args, folder, "raw", announce=False)
+        else:
+            raw = strip_tail_file(source, folder / f"{source.stem}-raw.onnx")
+        quantized = _quantize(args, raw, folder, announce=False)
+        append_tail_file(quantized, dst, flavour, **thresholds)
+    print(f"wrote {dst} ({_precision(args)} raw graph + the {flavour} decode + NMS)")
+    return dst
+
+
+def _baked(metadata) -> dict:
+    """The thresholds an end2end/plugin graph carries, to bake into its quantized twin."""
+    return {"conf": metadata.conf, "iou": metadata.iou, "max_det": metadata.max_det,
+            "pre_nms_top_k": metadata.pre_nms_top_k}
+
+
+def _default_top_k(flavour: str) -> int:
+    from ..plugin.params import DEFAULT_DEVICE_CAPACITY
+
+    return DEFAULT_DEVICE_CAPACITY if flavour == "plugin" else DEFAULT_PRE_NMS_TOP_K
 
 
 def _build_flags(args: argparse.Namespace) -> str:
@@ -153,18 +191,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_folder = Path(args.output).parent if args.output else (Path(args.model).parent if args.model else Path("."))
     from .pipeline import build_engine, read_onnx, require_tensorrt
 
+    from ..export.tail import TAILS
+
+    precision = args.fp16 or args.int8
     if args.model:
         onnx_path = Path(args.model)
         if not onnx_path.is_file():
             raise UsageError(f"{onnx_path}: no such ONNX file")
-        width, height = read_onnx(onnx_path)[0].input_size  # checked before any calibration
+        metadata = read_onnx(onnx_path)[0]
+        width, height = metadata.input_size  # checked before any calibration
         if args.size and tuple(args.size) != (width, height):
             raise UsageError(f"{onnx_path} has input {width}x{height}; --size cannot change it: re-export at the "
                              "size you want")
+        if precision and metadata.flavour in TAILS:
+            onnx_path = _quantize_under_tail(args, metadata.flavour, _baked(metadata), out_folder /
+                                             f"{onnx_path.stem}-{_precision(args)}.onnx", source=onnx_path)
+        elif precision:
+            onnx_path = _quantize(args, onnx_path, out_folder)
     else:
-        onnx_path = _export(args, out_folder, _choose_flavour(args.flavour, trt_version))
-    if args.fp16 or args.int8:
-        onnx_path = _quantize(args, onnx_path, out_folder)
+        flavour = _choose_flavour(args.flavour, trt_version)
+        if precision and flavour in TAILS:
+            source = Path(args.checkpoint or args.weights)
+            onnx_path = _quantize_under_tail(
+                args, flavour, {"conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+                                "pre_nms_top_k": _default_top_k(flavour)},
+                out_folder / f"{source.stem}-{flavour}-{_precision(args)}.onnx")
+        else:
+            onnx_path = _export(args, out_folder, flavour)
+            if precision:
+                onnx_path = _quantize(args, onnx_path, out_folder)
     _, device = require_tensorrt(onnx_path, _build_flags(args), args.device)
     output = Path(args.output) if args.output else onnx_path.with_suffix(".engine")
     options = BuildOptions(batch=args.batch, workspace_mib=args.workspace,

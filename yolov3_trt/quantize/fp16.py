@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
-from .model_io import finish, load_source, prepare, require_modelopt
+from .model_io import finish, load_source, prepare, require_modelopt, route_modelopt_logging
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ def quantize_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, reference: 
     source = load_source(src)
     require_modelopt(source.path)
     from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    route_modelopt_logging()
 
     width, height = source.size
     if reference is None:

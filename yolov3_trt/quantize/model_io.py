@@ -50,6 +50,20 @@ def require_modelopt(path: str | os.PathLike) -> None:
                                   "(--int8 --target cpu needs only onnxruntime)")
 
 
+def route_modelopt_logging() -> None:
+    """Drop the console handler ``modelopt.onnx`` puts on its logger when imported.
+
+    It prints every INFO message to the stdout of the moment (a CLI's JSON output, or a stream a
+    test has since closed); the messages still propagate to :mod:`logging`, like ours.
+    """
+    import logging
+
+    modelopt_logger = logging.getLogger("modelopt.onnx")
+    for handler in list(modelopt_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            modelopt_logger.removeHandler(handler)
+
+
 def load_source(path: str | os.PathLike, size: tuple[int, int] | None = None) -> SourceModel:
     """Read and check the source ONNX.
 

@@ -1,0 +1,145 @@
+"""The detection tail (``end2end`` or ``plugin``) put on, or taken off, a raw graph from its metadata.
+
+Quantization runs the graph on ONNX Runtime (calibration, AutoCast's range check), which cannot
+run the plugin node and should not quantize decode and NMS anyway. So precision is applied to
+the ``raw`` graph and the tail appended afterwards (:func:`append_tail`); a tailed file that is
+asked for a precision is first cut back to its raw heads (:func:`strip_tail`). Both work from the
+``yolov3_trt.*`` metadata alone (anchors, strides, classes, input size), with no torch model, and
+keep every other metadata key (precision, calibration).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import onnx
+
+from ..darknet.layers import YoloHead
+from ..errors import FileError
+from ..fileio import atomic_path
+from ..metadata import PREFIX, ModelMetadata
+from .end2end import append_end2end
+from .plugin_node import append_plugin
+
+TAILS = ("end2end", "plugin")
+
+
+def _heads(metadata: ModelMetadata) -> tuple[list[YoloHead], list[tuple[int, int]]]:
+    """Decode heads and their (grid_w, grid_h) from the metadata."""
+    width, height = metadata.input_size
+    heads = [YoloHead(layer=-1, anchors=tuple(anchors), classes=metadata.num_classes) for anchors in metadata.anchors]
+    return heads, [(width // sx, height // sy) for sx, sy in metadata.strides]
+
+
+def head_names(metadata: ModelMetadata) -> list[str]:
+    """The raw graph's output names (``yolov3_trt.export`` names them head0, head1, ...)."""
+    return [f"head{i}" for i in range(len(metadata.anchors))]
+
+
+def strip_tail(model: onnx.ModelProto, metadata: ModelMetadata) -> onnx.ModelProto:
+    """``model`` cut back to its raw head outputs, in place: the nodes and initializers only the
+    tail used are removed, the outputs become head0.. with the raw layout ``(B, A*(5+C), H, W)``."""
+    graph = model.graph
+    names = head_names(metadata)
+    producers = {out: node for node in graph.node for out in node.output}
+    if any(n not in producers for n in names):
+        raise ValueError(f"the graph has no tensors {', '.join(n for n in names if n not in producers)}: "
+                         "not a yolov3_trt export")
+    needed, stack = set(), list(names)
+    while stack:  # everything the heads depend on
+        node = producers.get(stack.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            stack.extend(node.input)
+    kept = [node for node in graph.node if id(node) in needed]
+    used = {name for node in kept for name in node.input}
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.node[:]
+    graph.node.extend(kept)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    batch_dim = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch")
+    _, grids = _heads(metadata)
+    channels = [len(a) * (metadata.num_classes + 5) for a in metadata.anchors]
+    del graph.output[:]
+    graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [batch_dim, c, gh, gw])
+                        for name, c, (gw, gh) in zip(names, channels, grids))
+    kept_outputs = {o for node in kept for o in node.output} | {i.name for i in graph.input}
+    value_info = [v for v in graph.value_info if v.name in kept_outputs and v.name not in names]
+    del graph.value_info[:]
+    graph.value_info.extend(value_info)
+    return model
+
+
+def append_tail(model: onnx.ModelProto, metadata: ModelMetadata, flavour: str, *, conf: float, iou: float,
+                max_det: int, pre_nms_top_k: int) -> ModelMetadata:
+    """Append the ``flavour`` tail to a raw ``model`` in place; returns the tailed model's metadata.
+    ValueError when the model does not fit it (see :func:`.plugin_node.append_plugin`)."""
+    if flavour not in TAILS:
+        raise ValueError(f"unknown tail {flavour!r}: use {' or '.join(TAILS)}")
+    heads, grids = _heads(metadata)
+    if flavour == "end2end":
+        append_end2end(model, heads, grids, metadata.input_size, conf=conf, iou=iou, max_det=max_det,
+                       pre_nms_top_k=pre_nms_top_k)
+    else:
+        append_plugin(model, heads, grids, metadata.input_size, conf=conf, iou=iou, max_det=max_det,
+                      capacity=pre_nms_top_k)
+    return dataclasses.replace(metadata, flavour=flavour, conf=float(conf), iou=float(iou), max_det=int(max_det),
+                               pre_nms_top_k=int(pre_nms_top_k))
+
+
+def _set_props(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    props = {p.key: p.value for p in model.metadata_props}
+    if metadata.flavour == "raw":
+        for key in ("conf", "iou", "max_det", "pre_nms_top_k"):
+            props.pop(PREFIX + key, None)
+    props.update(metadata.to_props())
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def _load(path: str | os.PathLike) -> tuple[onnx.ModelProto, ModelMetadata]:
+    try:
+        model = onnx.load(os.fspath(path))
+    except Exception as err:  # DecodeError and friends
+        raise FileError(path, f"not an ONNX file ({type(err).__name__})") from None
+    return model, ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, path)
+
+
+def _save(model: onnx.ModelProto, dst: str | os.PathLike) -> Path:
+    onnx.checker.check_model(model, full_check=True)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, os.fspath(tmp))
+    return Path(dst)
+
+
+def strip_tail_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write ``src`` (an end2end or plugin export) cut back to its raw heads to ``dst``."""
+    model, metadata = _load(src)
+    if metadata.flavour not in TAILS:
+        raise FileError(src, f"is a {metadata.flavour} graph: it has no decode + NMS tail to remove")
+    try:
+        strip_tail(model, metadata)
+    except ValueError as err:
+        raise FileError(src, str(err)) from None
+    _set_props(model, dataclasses.replace(metadata, flavour="raw", conf=None, iou=None, max_det=None,
+                                          pre_nms_top_k=None))
+    return _save(model, dst)
+
+
+def append_tail_file(src: str | os.PathLike, dst: str | os.PathLike, flavour: str, *, conf: float, iou: float,
+                     max_det: int, pre_nms_top_k: int) -> ModelMetadata:
+    """Write ``src`` (a raw graph, any precision) with the ``flavour`` tail to ``dst``, atomically."""
+    model, metadata = _load(src)
+    if metadata.flavour != "raw":
+        raise FileError(src, f"is a {metadata.flavour} graph, not raw: the tail goes on the raw heads")
+    try:
+        tailed = append_tail(model, metadata, flavour, conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
+    except ValueError as err:
+        raise FileError(src, f"--flavour {flavour}: {err}") from None
+    _set_props(model, tailed)
+    _save(model, dst)
+    return tailed
