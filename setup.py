@@ -29,7 +29,11 @@ TRAIN = ["torch>=2.1", "onnx>=1.15", "onnxslim>=0.1.30", "pycocotools>=2.0.7"]
 # version range is the one tested: ModelOpt patches onnxruntime.quantization internals.
 QUANTIZE = ["onnx>=1.15", "nvidia-modelopt>=0.47,<0.48", "onnx-graphsurgeon>=0.6.1", "polygraphy>=0.53.4",
             "onnxscript", "onnxslim>=0.1.76", "ml_dtypes", "lief"]
-TRT = ["tensorrt>=10.3", "cuda-python>=12.6", "onnx>=1.15"]  # onnx: build reads the ONNX's metadata
+# onnx: build reads the ONNX's metadata. NVRTC compiles the plugin's PTX at engine-build time, and a
+# driver loads PTX only from a compiler no newer than itself: CUDA 12.6's (JetPack 6's) loads on every
+# driver TensorRT 10/11 runs on. cuda-bindings 12.x loads libnvrtc.so.12 (13.x only .so.13), hence
+# cuda-python 12.x beside it. Newer drivers may use a newer NVRTC (ptx.nvrtc_install_hint).
+TRT = ["tensorrt>=10.3", "cuda-python>=12.6,<13", "nvidia-cuda-nvrtc-cu12>=12.6,<12.7", "onnx>=1.15"]
 # Everything the CPU test suite needs. OpenCV 4.x is pinned because 5.x dropped the Darknet
 # importer the tests use as an independent YOLOv3; torchvision provides the reference NMS.
 DEV = TRAIN + QUANTIZE + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100",

@@ -77,8 +77,35 @@ def test_driver_version_check():
     ptx.check_driver_compatible((12, 6), 12060)
     ptx.check_driver_compatible((12, 6), 13000)
     ptx.check_driver_compatible((13, 0), None)       # no driver here: nothing to load it anyway
-    with pytest.raises(PluginError, match=r"CUDA 12\.6 driver.*nvidia-cuda-nvrtc-cu12"):
+    with pytest.raises(PluginError, match=r'CUDA 12\.6 driver.*pip install "cuda-python>=12\.6,<13" '
+                                          r'"nvidia-cuda-nvrtc-cu12==12\.6\.\*"'):
         ptx.check_driver_compatible((13, 0), 12060)
+    with pytest.raises(PluginError, match=r'"cuda-python>=13,<14" "nvidia-cuda-nvrtc==13\.0\.\*"'):
+        ptx.check_driver_compatible((13, 2), 13000)
+    assert "-cu13" not in ptx.nvrtc_install_hint((13, 1))   # nvidia-cuda-nvrtc-cu13 is an empty placeholder
+
+
+@pytest.mark.parametrize("nvrtc, nvcc, driver, chosen", [
+    ((13, 0), (12, 6), 12060, "nvcc"),     # NVRTC too new for the driver: the nvcc it can load from
+    ((13, 0), (13, 0), 13000, "nvrtc"),    # both fine: NVRTC first
+    ((12, 6), None, 12080, "nvrtc"),
+    ((13, 0), None, 12060, "error"),       # nothing the driver can load from: say what to install
+    ((13, 0), (12, 9), 12060, "error"),
+    (None, (12, 6), 12060, "nvcc"),
+])
+def test_compiler_choice_follows_the_driver(monkeypatch, nvrtc, nvcc, driver, chosen):
+    monkeypatch.setattr(ptx, "nvrtc_version", lambda: nvrtc)
+    monkeypatch.setattr(ptx, "nvcc_version", lambda: nvcc)
+    monkeypatch.setattr(ptx, "driver_version", lambda: driver)
+    used = []
+    monkeypatch.setattr(ptx, "_nvrtc_compile", lambda h, a: used.append("nvrtc") or b".entry yolo_decode_nms(")
+    monkeypatch.setattr(ptx, "_nvcc_compile", lambda h, a: used.append("nvcc") or b".entry yolo_decode_nms(")
+    if chosen == "error":
+        with pytest.raises(PluginError, match="cannot load, and no older compiler was found: pip install"):
+            ptx.compile_ptx(CONFIG, use_cache=False)
+    else:
+        ptx.compile_ptx(CONFIG, use_cache=False)
+        assert used == [chosen]
 
 
 def test_arch_names():

@@ -44,7 +44,21 @@ def normalise_arch(arch: str | tuple[int, int]) -> str:
     return f"compute_{match.group(1)}"
 
 
-def check_driver_compatible(compiler_version: tuple[int, int], driver_version: int | None) -> None:
+def nvrtc_install_hint(driver: tuple[int, int]) -> str:
+    """The install line for an NVRTC (and the cuda-python that loads it) no newer than ``driver``.
+    cuda-bindings 12.x loads libnvrtc.so.12 and 13.x only libnvrtc.so.13, so the two go together;
+    ``nvidia-cuda-nvrtc-cu13`` is a placeholder, CUDA 13's wheel is ``nvidia-cuda-nvrtc``."""
+    major, minor = driver
+    if major == 12:
+        return (f'pip install "cuda-python>=12.6,<13" "nvidia-cuda-nvrtc-cu12=={major}.{minor}.*" '
+                "(on JetPack 6, cuda-python 12.6 finds JetPack's own NVRTC)")
+    if major >= 13:
+        return f'pip install "cuda-python>={major},<{major + 1}" "nvidia-cuda-nvrtc=={major}.{minor}.*"'
+    return f"install the NVRTC of CUDA {major}.{minor} (TensorRT 10 needs a CUDA 12 or newer driver)"
+
+
+def check_driver_compatible(compiler_version: tuple[int, int], driver_version: int | None,
+                            compiler: str = "NVRTC/nvcc") -> None:
     """PluginError when PTX from a CUDA ``compiler_version`` (major, minor) is too new for a driver
     reporting ``driver_version`` (``cuDriverGetVersion``: 1000 * major + 10 * minor; None: no driver)."""
     if driver_version is None:
@@ -52,9 +66,13 @@ def check_driver_compatible(compiler_version: tuple[int, int], driver_version: i
     driver = (driver_version // 1000, (driver_version % 1000) // 10)
     if compiler_version > driver:
         raise PluginError(
-            f"NVRTC/nvcc {compiler_version[0]}.{compiler_version[1]} writes PTX that the CUDA {driver[0]}.{driver[1]} "
-            f"driver here cannot load: install the NVRTC of CUDA {driver[0]}.x (on JetPack, its own CUDA; on a desktop "
-            f"`pip install nvidia-cuda-nvrtc-cu{driver[0]}`) or upgrade the driver")
+            f"{compiler} {compiler_version[0]}.{compiler_version[1]} writes PTX that the CUDA {driver[0]}.{driver[1]} "
+            f"driver here cannot load, and no older compiler was found: {nvrtc_install_hint(driver)}, "
+            "or put an nvcc no newer than the driver on PATH, or upgrade the driver")
+
+
+def _too_new(version: tuple[int, int] | None, driver: int | None) -> bool:
+    return version is not None and driver is not None and version > (driver // 1000, (driver % 1000) // 10)
 
 
 def driver_version() -> int | None:
@@ -164,7 +182,13 @@ def compile_ptx(config: PluginConfig, *, fp16: bool = False, arch: str | tuple[i
     header = constants_header(config, fp16)
     if compiler not in ("auto", "nvrtc", "nvcc"):
         raise PluginError(f"unknown compiler {compiler!r}: use auto, nvrtc or nvcc")
+    driver = driver_version() if check_driver else None
     version = nvrtc_version() if compiler in ("auto", "nvrtc") else None
+    if compiler == "auto" and _too_new(version, driver) and nvcc_version() is not None \
+            and not _too_new(nvcc_version(), driver):
+        logger.info("NVRTC %d.%d is newer than the CUDA driver (%d): compiling with nvcc %d.%d instead",
+                    *version, driver, *nvcc_version())
+        version = None  # an nvcc the driver can load from
     if version is not None:
         chosen = "nvrtc"
     elif compiler == "nvrtc":
@@ -176,7 +200,7 @@ def compile_ptx(config: PluginConfig, *, fp16: bool = False, arch: str | tuple[i
             raise PluginError("neither NVRTC (pip install cuda-python nvidia-cuda-nvrtc) nor nvcc is available to "
                               "compile the decode + NMS kernel")
     if check_driver:
-        check_driver_compatible(version, driver_version())
+        check_driver_compatible(version, driver, chosen.upper() if chosen == "nvrtc" else chosen)
     path = cache_dir() / f"{KERNEL_NAME}-{arch}-{cache_key(header, arch, chosen, version)}.ptx"
     if use_cache and path.is_file():
         logger.debug("PTX from cache: %s", path)
