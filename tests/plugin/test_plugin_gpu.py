@@ -1,93 +1,53 @@
 """The PTX on a real GPU against the host build, timed; and the TensorRT registration.
 
 Marked ``gpu``: they need an NVIDIA GPU with a driver and cuda-python (and TensorRT >= 10.9 for
-the registration). They skip with the reason elsewhere; this project's development machine has
-no GPU, so they have not run there.
+the registration). They skip with the reason elsewhere, also where no compiler writes PTX the
+driver loads (NVRTC newer than the driver is retried with nvcc when nvcc is not newer:
+``gpu_helpers.compile_kernel``); this project's development machine has no GPU, so they have not
+run there. The launch code and the order-free comparison are in tests/gpu/gpu_helpers.py, which
+tests/gpu/device_check.py shares. Nothing here needs ``../shared`` or the network.
 """
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import logging
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from plugin_cases import random_outputs, yolov3_heads
 
-from yolov3_trt.plugin import host, ptx
-from yolov3_trt.plugin.params import PluginConfig, launch_dims
-from yolov3_trt.plugin.sources import KERNEL_NAME
+from yolov3_trt.plugin import host
+from yolov3_trt.plugin.params import PluginConfig
+
+# the kernel launch and the order-free comparison live beside the other GPU tests (and the device check)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
+from gpu_helpers import (KernelUnavailable, model_heads, open_driver, random_heads,  # noqa: E402
+                         run_kernel, same_plugin_detections)
 
 pytestmark = pytest.mark.gpu
 logger = logging.getLogger(__name__)
 
 
-def _ok(result):
-    err, *rest = result if isinstance(result, tuple) else (result,)
-    if int(err) != 0:
-        raise RuntimeError(f"CUDA driver call failed: {err}")
-    return rest[0] if len(rest) == 1 else rest
-
-
 @pytest.fixture(scope="module")
 def cuda():
     try:
-        from cuda.bindings import driver
-    except ImportError:
-        pytest.skip("cuda-python is not installed")
-    try:
-        (err,) = driver.cuInit(0)
-    except Exception as exc:  # cuda-python raises when libcuda itself is missing
-        pytest.skip(f"no CUDA driver here ({type(exc).__name__})")
-    if int(err) != 0:
-        pytest.skip(f"no CUDA GPU here ({err})")
-    device = _ok(driver.cuDeviceGet(0))
-    context = _ok(driver.cuDevicePrimaryCtxRetain(device))
-    _ok(driver.cuCtxSetCurrent(context))
+        driver, device, _ = open_driver()
+    except KernelUnavailable as why:
+        pytest.skip(str(why))
     yield driver, device
     driver.cuDevicePrimaryCtxRelease(device)
 
 
-def _arch(driver, device) -> str:
-    attr = driver.CUdevice_attribute
-    major = _ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device))
-    minor = _ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device))
-    return f"compute_{major}{minor}"
-
-
-def run_kernel(driver, device, outputs, config: PluginConfig, repeats: int = 20):
-    """Launch the PTX on ``outputs``; the four outputs and the mean kernel time in ms."""
-    fp16 = outputs[0].dtype == np.float16
-    code = ptx.compile_ptx(config, fp16=fp16, arch=_arch(driver, device))
-    module = _ok(driver.cuModuleLoadData(code + b"\0"))
-    function = _ok(driver.cuModuleGetFunction(module, KERNEL_NAME.encode()))
-    batch, k = outputs[0].shape[0], config.max_det
-    results = [np.zeros((batch, 1), np.int32), np.zeros((batch, k, 4), np.float32), np.zeros((batch, k), np.float32),
-               np.zeros((batch, k), np.int32)]
-    arrays = [np.ascontiguousarray(o) for o in outputs]
-    buffers = [_ok(driver.cuMemAlloc(max(a.nbytes, 1))) for a in arrays + results]
+def _run_kernel(driver, device, outputs, config):
+    """run_kernel, skipping (with the reason) where no compiler writes PTX this driver loads:
+    NVRTC newer than the driver and no nvcc that is not."""
     try:
-        for buf, a in zip(buffers, arrays):
-            _ok(driver.cuMemcpyHtoD(buf, a.ctypes.data, a.nbytes))
-        values = (*buffers[:len(arrays)], batch, *buffers[len(arrays):])
-        types = (*[None] * len(arrays), ctypes.c_int, *[None] * 4)
-        (grid, block) = launch_dims(batch)
-        start, stop = _ok(driver.cuEventCreate(0)), _ok(driver.cuEventCreate(0))
-        _ok(driver.cuLaunchKernel(function, *grid, *block, 0, 0, (values, types), 0))  # warm-up
-        _ok(driver.cuEventRecord(start, 0))
-        for _ in range(repeats):
-            _ok(driver.cuLaunchKernel(function, *grid, *block, 0, 0, (values, types), 0))
-        _ok(driver.cuEventRecord(stop, 0))
-        _ok(driver.cuEventSynchronize(stop))
-        elapsed = _ok(driver.cuEventElapsedTime(start, stop)) / repeats
-        for buf, r in zip(buffers[len(arrays):], results):
-            _ok(driver.cuMemcpyDtoH(r.ctypes.data, buf, r.nbytes))
-    finally:
-        for buf in buffers:
-            driver.cuMemFree(buf)
-        driver.cuModuleUnload(module)
-    return results, elapsed
+        return run_kernel(driver, device, outputs, config)
+    except KernelUnavailable as why:
+        pytest.skip(str(why))
 
 
 @pytest.mark.skipif(not host.available(), reason="host library not built (pip install -e .)")
@@ -98,31 +58,25 @@ def test_gpu_kernel_equals_host_build(cuda, conf, fp16, batch):
     outputs = random_outputs(np.random.default_rng(0), batch, classes, size, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
     config = PluginConfig.from_heads(yolov3_heads(classes), (size, size), [o.shape[2:] for o in outputs], conf=conf,
                                      iou=0.45, max_det=100, capacity=1024)
-    gpu, ms = run_kernel(driver, device, outputs, config)
+    gpu, ms = _run_kernel(driver, device, outputs, config)
     start = time.perf_counter()
     cpu = host.run_host(outputs, config)
     cpu_ms = (time.perf_counter() - start) * 1e3
     logger.warning("decode+NMS at %d, batch %d, conf %g, %s: GPU kernel %.3f ms, host build %.3f ms", size, batch,
                    conf, "fp16" if fp16 else "fp32", ms, cpu_ms)
-    _same_detections(gpu, cpu)
+    same_plugin_detections(gpu, cpu)
 
 
-def _same_detections(gpu, cpu) -> None:
-    """The same kept detections per image. Order may differ only where scores tie within an ulp:
-    CUDA's double exp/log are not guaranteed to round like glibc's, which can swap two (box, class)
-    pairs of (nearly) equal score, so each image's rows are compared sorted by class and box."""
-    np.testing.assert_array_equal(gpu[0], cpu[0])
-    for b, n in enumerate(cpu[0][:, 0]):
-        rows = []
-        for out in (gpu, cpu):
-            boxes, scores, classes = out[1][b, :n], out[2][b, :n], out[3][b, :n]
-            order = np.lexsort((np.round(boxes[:, 1], 2), np.round(boxes[:, 0], 2), classes))
-            rows.append((boxes[order], scores[order], classes[order]))
-        np.testing.assert_array_equal(rows[0][2], rows[1][2])
-        np.testing.assert_allclose(rows[0][1], rows[1][1], rtol=1e-6)
-        np.testing.assert_allclose(rows[0][0], rows[1][0], rtol=1e-6, atol=1e-4)
-        np.testing.assert_array_equal(gpu[3][b, n:], -1)  # unused slots as the host build leaves them
-        np.testing.assert_array_equal(cpu[3][b, n:], -1)
+@pytest.mark.skipif(not host.available(), reason="host library not built (pip install -e .)")
+@pytest.mark.parametrize("conf, fp16, batch", [(0.25, False, 1), (0.001, True, 8)])
+def test_gpu_kernel_equals_host_build_two_heads(cuda, conf, fp16, batch):
+    """yolov3-tiny's two heads (strides 32 and 16) at 416."""
+    driver, device = cuda
+    heads, grids = model_heads("yolov3-tiny", (416, 416))
+    outputs = random_heads(np.random.default_rng(1), batch, heads, grids, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
+    config = PluginConfig.from_heads(heads, (416, 416), grids, conf=conf, iou=0.45, max_det=100, capacity=1024)
+    gpu, _ = _run_kernel(driver, device, outputs, config)
+    same_plugin_detections(gpu, host.run_host(outputs, config))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="TensorRT is not installed")

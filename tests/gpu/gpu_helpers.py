@@ -1,0 +1,533 @@
+"""Helpers shared by the GPU tests (tests/gpu/, tests/plugin/test_plugin_gpu.py) and the device check.
+
+Nothing here imports pytest or the tests' conftest, so ``device_check.py`` (a plain script) uses
+it too. What is here:
+
+- images the project makes itself (:func:`scene_images`: the procedural shapes generator), so
+  no GPU test needs ``../shared`` or the network;
+- order-free comparisons of detections (:func:`same_plugin_detections` for the plugin's
+  fixed-size outputs, :func:`detection_set_problem` for :class:`~yolov3_trt.Detections`);
+- a tie-tolerant check that detections are a greedy per-class NMS of given candidates
+  (:func:`nms_problem`, candidates from :func:`candidates_from_heads`): how an engine is compared
+  with ONNX Runtime when random weights give many (nearly) equal scores;
+- a hand-built end2end model whose candidates score what its input says (:func:`tie_model`,
+  :func:`tie_input`): candidates scoring exactly ``conf`` show whether an NMS keeps ``>=``;
+- YOLO heads of the built-in models and random head tensors (:func:`model_heads`,
+  :func:`random_heads`, the same distributions as tests/plugin/plugin_cases.py);
+- the decode + NMS kernel launched from its PTX with cuda-python's driver API
+  (:func:`open_driver`, :func:`compile_kernel`, :class:`DeviceKernel`, :func:`run_kernel`).
+"""
+from __future__ import annotations
+
+import ctypes
+import statistics
+from types import SimpleNamespace
+from typing import Sequence
+
+import numpy as np
+
+# ---- images ------------------------------------------------------------------------------------
+
+# (width, height): landscape, square, portrait and small images, so the letterbox is exercised
+SCENE_SIZES = ((640, 480), (416, 416), (500, 375), (375, 500), (800, 600), (320, 240))
+SCENE_SEED = 2024
+
+
+def scene_images(count: int = 6, seed: int = SCENE_SEED) -> list[np.ndarray]:
+    """``count`` BGR uint8 images of the procedural shapes set (deterministic per seed and index)."""
+    from yolov3_trt.data.synthetic import render_image
+
+    return [render_image(seed, i, SCENE_SIZES[i % len(SCENE_SIZES)]).image for i in range(count)]
+
+
+# ---- comparing detections ----------------------------------------------------------------------
+
+def _rows(boxes, scores, classes):
+    """One image's detections sorted by class, then box (x1, y1 rounded to 0.01 px), then score."""
+    boxes, scores, classes = np.asarray(boxes), np.asarray(scores), np.asarray(classes)
+    order = np.lexsort((-scores, np.round(boxes[:, 1], 2), np.round(boxes[:, 0], 2), classes))
+    return boxes[order], scores[order], classes[order]
+
+
+def same_plugin_detections(gpu, cpu) -> None:
+    """AssertionError unless two plugin outputs (num_dets, boxes, scores, classes) keep the same
+    detections per image. Order may differ only where scores tie within an ulp: CUDA's double
+    exp/log are not guaranteed to round like glibc's, which can swap two (box, class) pairs of
+    (nearly) equal score, so each image's rows are compared sorted by class and box."""
+    np.testing.assert_array_equal(gpu[0], cpu[0])
+    for b, n in enumerate(cpu[0][:, 0]):
+        rows = [_rows(out[1][b, :n], out[2][b, :n], out[3][b, :n]) for out in (gpu, cpu)]
+        np.testing.assert_array_equal(rows[0][2], rows[1][2], err_msg=f"image {b}: classes")
+        np.testing.assert_allclose(rows[0][1], rows[1][1], rtol=1e-6, err_msg=f"image {b}: scores")
+        np.testing.assert_allclose(rows[0][0], rows[1][0], rtol=1e-6, atol=1e-4, err_msg=f"image {b}: boxes")
+        np.testing.assert_array_equal(gpu[3][b, n:], -1)  # unused slots as the host build leaves them
+        np.testing.assert_array_equal(cpu[3][b, n:], -1)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes ``a (N, 4)`` and ``b (M, 4)``."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt, rb = np.maximum(a[:, None, :2], b[None, :, :2]), np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def detection_set_problem(a, b, *, min_iou: float = 0.5, max_box_diff: float | None = None,
+                          max_score_diff: float = 1e-3) -> str | None:
+    """Why two images' detections (objects with ``boxes``, ``scores``, ``class_ids``) differ as
+    sets, or None when they are the same: equal counts, and a one-to-one pairing of same-class
+    detections with IoU >= ``min_iou``, box corners within ``max_box_diff`` pixels (when given)
+    and scores within ``max_score_diff``. Order-free: detections are paired by IoU (after NMS,
+    same-class boxes overlap little, so a box's twin is the one it overlaps most), never by their
+    position in the list, which ties can change."""
+    if len(a.boxes) != len(b.boxes):
+        return f"{len(a.boxes)} detections vs {len(b.boxes)}"
+    for cls in np.union1d(a.class_ids, b.class_ids):
+        ia, ib = np.flatnonzero(a.class_ids == cls), np.flatnonzero(b.class_ids == cls)
+        if len(ia) != len(ib):
+            return f"class {int(cls)}: {len(ia)} detections vs {len(ib)}"
+        iou = iou_matrix(a.boxes[ia], b.boxes[ib])
+        best = iou.argmax(axis=1)
+        if len(set(best.tolist())) != len(best):
+            return f"class {int(cls)}: detections do not pair one to one"
+        worst = float(iou[np.arange(len(ia)), best].min())
+        if worst < min_iou:
+            return f"class {int(cls)}: a paired box has IoU {worst:.4f} < {min_iou}"
+        if max_box_diff is not None:
+            corner = float(np.abs(a.boxes[ia] - b.boxes[ib][best]).max())
+            if corner > max_box_diff:
+                return f"class {int(cls)}: paired box corners differ by {corner:.3f} px > {max_box_diff}"
+        diff = float(np.abs(a.scores[ia] - b.scores[ib][best]).max())
+        if diff > max_score_diff:
+            return f"class {int(cls)}: paired scores differ by {diff:.2e} > {max_score_diff}"
+    return None
+
+
+def candidates_from_heads(outputs, heads, input_size):
+    """Per image, every (box, class) pair of raw head outputs: ``(boxes (N, 4) xyxy network pixels,
+    scores (N, C) = sigmoid(obj) * sigmoid(cls) float32)``, decoded by the numpy reference."""
+    from yolov3_trt.postprocess import decode
+
+    boxes, objectness, class_probs = decode(outputs, heads, input_size)
+    scores = (objectness[:, :, None] * class_probs).astype(np.float32)
+    return [(boxes[b], scores[b]) for b in range(len(boxes))]
+
+
+def onnxruntime_candidates(raw_onnx, blob: np.ndarray, heads, input_size):
+    """:func:`candidates_from_heads` of a raw ONNX run on ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(raw_onnx), providers=["CPUExecutionProvider"])
+    return candidates_from_heads(session.run(None, {session.get_inputs()[0].name: blob}), heads, input_size)
+
+
+def output_rows(outputs, flavour: str, heads, input_size, *, conf: float, iou: float, max_det: int,
+                top_k: int | None) -> list:
+    """Per image, a model's detections in network pixels: an end2end/plugin graph's NMS outputs,
+    or a raw graph's heads through the numpy reference post-processing."""
+    from yolov3_trt.postprocess import postprocess
+
+    if flavour != "raw":
+        return [end2end_rows(outputs, b) for b in range(len(outputs[0]))]
+    return [SimpleNamespace(boxes=boxes, scores=scores, class_ids=classes) for boxes, scores, classes in
+            postprocess(outputs, heads, input_size, conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=top_k)]
+
+
+def nms_problem(kept, candidates, *, conf: float, iou: float, max_det: int, top_k: int | None = None,
+                score_tol: float = 2e-3, min_iou: float = 0.98, iou_tol: float | None = None) -> str | None:
+    """Why ``kept`` (an object with ``boxes`` xyxy, ``scores``, ``class_ids``) is not a greedy
+    per-class NMS of ``candidates`` (``(boxes (N, 4), scores (N, C))``, as from
+    :func:`candidates_from_heads`) within tolerances, or None when it is one.
+
+    Two runtimes' detections cannot be compared one to one when many candidates score (nearly)
+    the same, as random weights make them: a rounding difference reorders ties, and NMS and the
+    ``max_det`` cut then keep other, equally right boxes. What must hold whatever the order:
+
+    1. every kept detection is a candidate: same class, box IoU >= ``min_iou``, score within
+       ``score_tol``, and above ``conf`` (within ``score_tol``);
+    2. kept detections of one class overlap at most ``iou + iou_tol``; at most ``max_det`` kept;
+    3. every candidate above ``conf + score_tol`` that is not kept is explained: a kept detection of
+       its class scoring at least its score minus ``score_tol`` overlaps it by more than
+       ``iou - iou_tol`` (NMS suppressed it), or the output is full (``max_det`` kept) and it scores
+       at most the lowest kept score plus ``score_tol`` (the cut), or it is not among the
+       ``top_k`` best candidates (within ``score_tol``; the pre-NMS cut).
+
+    ``iou_tol`` defaults to ``1 - min_iou + 0.01`` (boxes that moved by that much move IoUs too).
+    """
+    boxes, scores = np.asarray(candidates[0], np.float32), np.asarray(candidates[1], np.float32)
+    kb = np.asarray(kept.boxes, np.float32).reshape(-1, 4)
+    ks = np.asarray(kept.scores, np.float32).reshape(-1)
+    kc = np.asarray(kept.class_ids).reshape(-1)
+    iou_tol = 1.0 - min_iou + 0.01 if iou_tol is None else iou_tol
+    if len(kb) > max_det:
+        return f"{len(kb)} detections kept, more than max_det {max_det}"
+    flat = scores.reshape(-1)
+    kth = None
+    if top_k is not None and flat.size > top_k:
+        kth = float(np.partition(flat, flat.size - top_k)[flat.size - top_k])  # the top_k-th best score
+    for i in range(len(kb)):
+        if not 0 <= kc[i] < scores.shape[1]:
+            return f"detection {i} has class {int(kc[i])}, outside 0..{scores.shape[1] - 1}"
+        if ks[i] <= conf - score_tol:
+            return f"detection {i} (class {int(kc[i])}) scores {ks[i]:.5f}, not above conf {conf}"
+        column = scores[:, kc[i]]
+        near = np.flatnonzero(np.abs(column - ks[i]) <= score_tol)
+        if not len(near) or iou_matrix(kb[i:i + 1], boxes[near]).max() < min_iou:
+            return (f"detection {i} (class {int(kc[i])}, score {ks[i]:.5f}, box {np.round(kb[i], 1).tolist()}) "
+                    f"is no candidate (none of its class within {score_tol} in score and IoU {min_iou})")
+    for cls in np.unique(kc):
+        same = kb[kc == cls]
+        overlap = iou_matrix(same, same) - np.eye(len(same)) * 2
+        if len(same) > 1 and overlap.max() > iou + iou_tol:
+            return f"two kept detections of class {int(cls)} overlap by IoU {overlap.max():.3f} > {iou}"
+    full = len(kb) == max_det
+    lowest = float(ks.min()) if len(ks) else 1.0
+    rows, classes = np.nonzero(scores > conf + score_tol)
+    for cls in np.unique(classes):
+        pick = rows[classes == cls]
+        s = scores[pick, cls]
+        explained = np.zeros(len(pick), bool)
+        if full:
+            explained |= s <= lowest + score_tol
+        if kth is not None:
+            explained |= s <= kth + score_tol
+        mine = kc == cls
+        if mine.any():
+            overlap = iou_matrix(boxes[pick], kb[mine]) > iou - iou_tol
+            stronger = ks[mine][None, :] >= s[:, None] - score_tol
+            explained |= (overlap & stronger).any(axis=1)
+        if not explained.all():
+            j = int(np.flatnonzero(~explained)[np.argmax(s[~explained])])
+            return (f"candidate of class {int(cls)} with score {s[j]:.5f} and box "
+                    f"{np.round(boxes[pick[j]], 1).tolist()} is neither kept nor suppressed by a kept box "
+                    f"(nor cut by max_det {max_det} or top_k {top_k})")
+    return None
+
+
+def end2end_rows(outputs, b: int):
+    """Image ``b`` of an end2end graph's outputs (num_dets, boxes, scores, classes) as an object
+    with ``boxes``, ``scores`` and ``class_ids``."""
+    num_dets, boxes, scores, classes = outputs
+    n = int(num_dets[b, 0])
+    return SimpleNamespace(boxes=boxes[b, :n], scores=scores[b, :n], class_ids=classes[b, :n])
+
+
+def detection_key(cls, box) -> tuple:
+    """A detection's identity across runtimes: class and box (rounded to 1e-3 px)."""
+    return int(cls), tuple(np.round(np.asarray(box, np.float64), 3).tolist())
+
+
+def detection_keys(outputs, b: int) -> dict[tuple, float]:
+    """Image ``b`` of end2end outputs as {detection_key: score}."""
+    rows = end2end_rows(outputs, b)
+    return {detection_key(c, box): float(s) for box, s, c in zip(rows.boxes, rows.scores, rows.class_ids)}
+
+
+# ---- a model whose scores the input sets ---------------------------------------------------------
+
+TIE_GRID, TIE_CLASSES, TIE_STRIDE, TIE_ANCHOR, TIE_SIZE = 4, 3, 16, (12.0, 12.0), 64
+TIE_CHANNELS = 5 + TIE_CLASSES
+TIE_CANDIDATES = TIE_GRID * TIE_GRID * TIE_CLASSES
+TIE_CONF = 0.25  # sigmoid(0) * sigmoid(0): exactly 0.25 in float32 wherever sigmoid(0) is exactly 0.5
+
+
+def tie_model(path, conf: float):
+    """Write an end2end ONNX whose one head (3 classes, one 12x12 anchor, a 4x4 grid at 64x64) is
+    the input's first 128 values, so the input says what every candidate scores; returns ``path``.
+    Built from onnx ops and the project's own ``append_end2end`` (what ``export --flavour
+    end2end`` appends), with the metadata ``build`` and the backends read."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from yolov3_trt.darknet.layers import YoloHead
+    from yolov3_trt.export.end2end import append_end2end
+    from yolov3_trt.metadata import ModelMetadata
+
+    count = TIE_CHANNELS * TIE_GRID * TIE_GRID
+    constants = [numpy_helper.from_array(np.asarray(v, np.int64), name) for name, v in (
+        ("flat_shape", [0, -1]), ("start", [0]), ("end", [count]), ("axis", [1]),
+        ("head_shape", [-1, TIE_CHANNELS, TIE_GRID, TIE_GRID]))]
+    nodes = [helper.make_node("Reshape", ["images", "flat_shape"], ["flat"]),
+             helper.make_node("Slice", ["flat", "start", "end", "axis"], ["logits"]),
+             helper.make_node("Reshape", ["logits", "head_shape"], ["head0"])]
+    graph = helper.make_graph(
+        nodes, "score_tie",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, TIE_SIZE, TIE_SIZE])],
+        [helper.make_tensor_value_info("head0", TensorProto.FLOAT, ["batch", TIE_CHANNELS, TIE_GRID, TIE_GRID])],
+        constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="yolov3_trt tests")
+    model.ir_version = 8  # what ONNX Runtime >= 1.14 and TensorRT's parser read
+    append_end2end(model, [YoloHead(0, (TIE_ANCHOR,), TIE_CLASSES)], [(TIE_GRID, TIE_GRID)], (TIE_SIZE, TIE_SIZE),
+                   conf=conf, iou=0.45, max_det=TIE_CANDIDATES, pre_nms_top_k=TIE_CANDIDATES)
+    meta = ModelMetadata(flavour="end2end", input_size=(TIE_SIZE, TIE_SIZE), names=("a", "b", "c"),
+                         anchors=((TIE_ANCHOR,),), strides=((TIE_STRIDE, TIE_STRIDE),), conf=conf, iou=0.45,
+                         max_det=TIE_CANDIDATES, pre_nms_top_k=TIE_CANDIDATES)
+    for key, value in meta.to_props().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def tie_input(batch: int = 2):
+    """(input for :func:`tie_model`, per image the detection keys of the candidates scoring exactly
+    TIE_CONF). Per image: objectness logit 0 or 2 by cell, class logits 0, 3 or -3, box terms 0
+    (12 px boxes centred on their 16 px cells: NMS suppresses nothing). Scores: 0.25 (the ties),
+    0.44, 0.48, 0.84 above, 0.02 and 0.04 below; 8 ties, 24 clearly above per image."""
+    blob = np.zeros((batch, 3, TIE_SIZE, TIE_SIZE), np.float32)
+    ties: list[set] = []
+    cells = np.arange(TIE_GRID * TIE_GRID)
+    half = TIE_ANCHOR[0] / 2
+    for b in range(batch):
+        head = np.zeros((TIE_CHANNELS, len(cells)), np.float32)
+        head[4] = np.where((cells + b) % 2 == 0, 0.0, 2.0)
+        ties.append(set())
+        for c in range(TIE_CLASSES):
+            head[5 + c] = np.asarray([0.0, 3.0, -3.0], np.float32)[(cells + c + b) % 3]
+            for cell in np.flatnonzero((head[4] == 0) & (head[5 + c] == 0)):
+                cx, cy = (cell % TIE_GRID + 0.5) * TIE_STRIDE, (cell // TIE_GRID + 0.5) * TIE_STRIDE
+                ties[b].add(detection_key(c, (cx - half, cy - half, cx + half, cy + half)))
+        blob.reshape(batch, -1)[b, :head.size] = head.ravel()
+    return blob, ties
+
+
+# ---- heads ---------------------------------------------------------------------------------------
+
+def model_heads(cfg: str, size: tuple[int, int] = (416, 416)):
+    """(heads, grids (H, W)) of a built-in cfg (``yolov3``, ``yolov3-tiny``, ...) at ``size`` (w, h)."""
+    from yolov3_trt.darknet.builtin import load_cfg
+    from yolov3_trt.darknet.layers import build_network
+
+    network = build_network(load_cfg(cfg))
+    shapes = network.shapes(*size)
+    heads = network.heads()
+    return heads, [tuple(shapes[h.layer].output[1:]) for h in heads]
+
+
+def network_bflops(cfg: str, size: tuple[int, int] = (416, 416)) -> float:
+    """Darknet's BFLOPs of a built-in cfg at ``size`` (yolov3 at 416: 65.864)."""
+    from yolov3_trt.darknet.builtin import load_cfg
+    from yolov3_trt.darknet.layers import build_network
+
+    return sum(s.bflops for s in build_network(load_cfg(cfg)).shapes(*size))
+
+
+def random_heads(rng: np.random.Generator, batch: int, heads, grids, *, obj_mean: float = -4.0,
+                 cls_mean: float = -2.0, spread: float = 2.0, tie_step: float | None = None,
+                 fp16: bool = False) -> list[np.ndarray]:
+    """One ``(B, A*(5+C), H, W)`` tensor per head: box terms ~N(0, 1), objectness and class logits
+    ~N(mean, spread), as tests/plugin/plugin_cases.py makes them. ``tie_step`` rounds the logits
+    to multiples of it (many exactly equal scores); ``fp16`` returns float16 arrays."""
+    outputs = []
+    for head, (gh, gw) in zip(heads, grids):
+        anchors, classes = len(head.anchors), head.classes
+        out = rng.normal(0.0, 1.0, (batch, anchors, 5 + classes, gh, gw)).astype(np.float32)
+        out[:, :, 4] = rng.normal(obj_mean, spread, (batch, anchors, gh, gw))
+        out[:, :, 5:] = rng.normal(cls_mean, spread, (batch, anchors, classes, gh, gw))
+        if tie_step:
+            out[:, :, 4:] = np.round(out[:, :, 4:] / tie_step) * tie_step
+        out = out.reshape(batch, anchors * (5 + classes), gh, gw)
+        outputs.append(out.astype(np.float16) if fp16 else out)
+    return outputs
+
+
+# ---- the kernel on the driver API ----------------------------------------------------------------
+
+class KernelUnavailable(Exception):
+    """The kernel cannot run here (no driver or GPU, no compiler the driver accepts): the reason."""
+
+
+def _ok(result):
+    err, *rest = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA driver call failed: {err}")
+    return rest[0] if len(rest) == 1 else rest
+
+
+def open_driver(index: int = 0):
+    """(driver module, device, primary context) made current; KernelUnavailable saying why not.
+    Release with ``driver.cuDevicePrimaryCtxRelease(device)``."""
+    try:
+        from cuda.bindings import driver
+    except ImportError as err:
+        raise KernelUnavailable(f"cuda-python is not installed ({err})") from None
+    try:
+        (err,) = driver.cuInit(0)
+    except Exception as exc:  # cuda-python raises when libcuda itself is missing
+        raise KernelUnavailable(f"no CUDA driver here ({type(exc).__name__})") from None
+    if int(err) != 0:
+        raise KernelUnavailable(f"no CUDA GPU here ({err})")
+    count = _ok(driver.cuDeviceGetCount())
+    if index >= int(count):
+        raise KernelUnavailable(f"CUDA device {index} does not exist ({count} found)")
+    device = _ok(driver.cuDeviceGet(index))
+    context = _ok(driver.cuDevicePrimaryCtxRetain(device))
+    _ok(driver.cuCtxSetCurrent(context))
+    return driver, device, context
+
+
+def device_arch(driver, device) -> str:
+    """``compute_90`` for an sm 9.0 device."""
+    major, minor = compute_capability(driver, device)
+    return f"compute_{major}{minor}"
+
+
+def compute_capability(driver, device) -> tuple[int, int]:
+    attr = driver.CUdevice_attribute
+    return (int(_ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device))),
+            int(_ok(driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device))))
+
+
+def _driver_cuda() -> tuple[int, int] | None:
+    from yolov3_trt.plugin import ptx
+
+    version = ptx.driver_version()
+    return None if version is None else (version // 1000, (version % 1000) // 10)
+
+
+def compile_kernel(config, *, fp16: bool, arch: str) -> tuple[bytes, str]:
+    """(PTX the driver here can load, which compiler wrote it).
+
+    ``compile_ptx``'s own choice first (NVRTC when cuda-python has it). When that fails because
+    NVRTC (or nvcc) is newer than the driver (``check_driver_compatible``), nvcc is tried if it
+    is on PATH and no newer than the driver; when no compiler fits, KernelUnavailable says why.
+    A compile error from a compiler the driver accepts is a real failure and is raised as is.
+    Works whether or not ``compile_ptx`` itself falls back to nvcc.
+    """
+    from yolov3_trt.plugin import ptx
+    from yolov3_trt.plugin.sources import PluginError
+
+    driver_cuda = _driver_cuda()
+
+    def fits(version) -> bool:  # PTX from this compiler loads here (no driver: nothing to check)
+        return version is not None and (driver_cuda is None or tuple(version) <= driver_cuda)
+
+    def name(version) -> str:
+        return "none" if version is None else f"{version[0]}.{version[1]}"
+
+    try:
+        code = ptx.compile_ptx(config, fp16=fp16, arch=arch)
+    except PluginError as first:
+        nvrtc, nvcc = ptx.nvrtc_version(), ptx.nvcc_version()
+        if driver_cuda is None or fits(nvrtc):
+            raise  # no driver check was made, or NVRTC suits the driver: a real compile error
+        if not fits(nvcc):
+            raise KernelUnavailable(
+                f"no compiler writes PTX this driver (CUDA {name(driver_cuda)}) loads: NVRTC {name(nvrtc)}, "
+                f"nvcc {name(nvcc)} ({str(first).splitlines()[0]})") from None
+        return ptx.compile_ptx(config, fp16=fp16, arch=arch, compiler="nvcc"), f"nvcc {name(nvcc)}"
+    nvrtc = ptx.nvrtc_version()
+    # compile_ptx takes NVRTC when present; a compile_ptx that falls back by itself took nvcc
+    return code, f"nvrtc {name(nvrtc)}" if fits(nvrtc) else f"nvcc {name(ptx.nvcc_version())}"
+
+
+class DeviceKernel:
+    """The kernel for one :class:`~yolov3_trt.plugin.params.PluginConfig` and input dtype, loaded
+    from its PTX; :meth:`run` gives its four outputs, :meth:`time` per-launch times."""
+
+    def __init__(self, driver, device, config, *, fp16: bool):
+        from yolov3_trt.plugin.sources import KERNEL_NAME
+
+        self.driver, self.config, self.fp16 = driver, config, fp16
+        self.ptx, self.compiler = compile_kernel(config, fp16=fp16, arch=device_arch(driver, device))
+        self.module = _ok(driver.cuModuleLoadData(self.ptx + b"\0"))
+        self.function = _ok(driver.cuModuleGetFunction(self.module, KERNEL_NAME.encode()))
+
+    def close(self) -> None:
+        if self.module is not None:
+            self.driver.cuModuleUnload(self.module)
+            self.module = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_inputs(self, outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        dtype = np.float16 if self.fp16 else np.float32
+        arrays = [np.ascontiguousarray(o) for o in outputs]
+        if any(a.dtype != dtype for a in arrays):
+            raise ValueError(f"the kernel was compiled for {np.dtype(dtype).name} heads")
+        return arrays
+
+    def _launch_args(self, arrays, buffers):
+        from yolov3_trt.plugin.params import launch_dims
+
+        batch = arrays[0].shape[0]
+        values = (*buffers[:len(arrays)], batch, *buffers[len(arrays):])
+        types = (*[None] * len(arrays), ctypes.c_int, *[None] * 4)
+        grid, block = launch_dims(batch)
+        return grid, block, (values, types)
+
+    def _with_buffers(self, outputs, body):
+        driver, k = self.driver, self.config.max_det
+        arrays = self._check_inputs(outputs)
+        batch = arrays[0].shape[0]
+        results = [np.zeros((batch, 1), np.int32), np.zeros((batch, k, 4), np.float32),
+                   np.zeros((batch, k), np.float32), np.zeros((batch, k), np.int32)]
+        buffers = []
+        try:
+            for a in arrays + results:
+                buffers.append(_ok(driver.cuMemAlloc(max(a.nbytes, 1))))
+            for buf, a in zip(buffers, arrays):
+                _ok(driver.cuMemcpyHtoD(buf, a.ctypes.data, a.nbytes))
+            value = body(arrays, buffers)
+            _ok(driver.cuCtxSynchronize())
+            for buf, r in zip(buffers[len(arrays):], results):
+                _ok(driver.cuMemcpyDtoH(r.ctypes.data, buf, r.nbytes))
+        finally:
+            for buf in buffers:
+                driver.cuMemFree(buf)
+        return results, value
+
+    def run(self, outputs: Sequence[np.ndarray]):
+        """num_dets, boxes, scores, classes for the head tensors ``outputs`` (one launch)."""
+        def body(arrays, buffers):
+            grid, block, params = self._launch_args(arrays, buffers)
+            _ok(self.driver.cuLaunchKernel(self.function, *grid, *block, 0, 0, params, 0))
+
+        return self._with_buffers(outputs, body)[0]
+
+    def time(self, outputs: Sequence[np.ndarray], *, warmup: int = 20, launches: int = 200) -> list[float]:
+        """Each of ``launches`` back-to-back launches' GPU time in microseconds (CUDA events around
+        each one), after ``warmup`` untimed launches."""
+        driver = self.driver
+
+        def body(arrays, buffers):
+            grid, block, params = self._launch_args(arrays, buffers)
+            for _ in range(warmup):
+                _ok(driver.cuLaunchKernel(self.function, *grid, *block, 0, 0, params, 0))
+            events = [(_ok(driver.cuEventCreate(0)), _ok(driver.cuEventCreate(0))) for _ in range(launches)]
+            try:
+                for start, stop in events:
+                    _ok(driver.cuEventRecord(start, 0))
+                    _ok(driver.cuLaunchKernel(self.function, *grid, *block, 0, 0, params, 0))
+                    _ok(driver.cuEventRecord(stop, 0))
+                _ok(driver.cuEventSynchronize(events[-1][1]))
+                return [float(_ok(driver.cuEventElapsedTime(start, stop))) * 1e3 for start, stop in events]
+            finally:
+                for pair in events:
+                    for event in pair:
+                        driver.cuEventDestroy(event)
+
+        return self._with_buffers(outputs, body)[1]
+
+
+def summary_us(times: Sequence[float]) -> dict[str, float]:
+    """Median, 10th and 90th percentile and minimum of per-launch times (microseconds)."""
+    ordered = sorted(times)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"median_us": round(statistics.median(ordered), 2), "p10_us": round(pick(0.1), 2),
+            "p90_us": round(pick(0.9), 2), "min_us": round(ordered[0], 2), "launches": len(ordered)}
+
+
+def run_kernel(driver, device, outputs, config, repeats: int = 20):
+    """Launch the PTX on ``outputs``: (the four outputs, the median kernel time in ms over ``repeats``)."""
+    fp16 = outputs[0].dtype == np.float16
+    with DeviceKernel(driver, device, config, fp16=fp16) as kernel:
+        results = kernel.run(outputs)
+        times = kernel.time(outputs, warmup=1, launches=repeats)
+    return results, statistics.median(times) / 1e3
