@@ -80,6 +80,7 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["yolov3_trt", "yolov3_trt.*"]),
+    package_data={"yolov3_trt.assets": ["*.jpg"]},
     ext_modules=[Extension(
         HOST_LIBRARY, sources=["plugins/yolo_decode_nms/yolo_decode_nms_host.cpp"], language="c++",
         include_dirs=["plugins/yolo_decode_nms"], depends=[str(p) for p in sorted(PLUGIN_SOURCES.glob("*.*h"))],
