@@ -35,9 +35,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import gemm_gflops, machine_info, physical_cores  # noqa: E402
 from plot import plot  # noqa: E402
 
-# YOLOv3 paper, Table 3 / Figure 3 (Titan X, Darknet): ms per image; FPS as on the website.
-PAPER = [{"size": 320, "ms": 22.0, "fps_website": 45}, {"size": 416, "ms": 29.0, "fps_website": 35},
-         {"size": 608, "ms": 51.0, "fps_website": 20}]
+# Each model against its own published row, never another model's (Titan X, Darknet). Full YOLOv3:
+# the paper, Table 3 / Figure 3 (ms per image; FPS as on the Darknet website); yolov3-tiny and
+# yolov3-spp: the Darknet website's table (FPS only; mAP is COCO mAP@0.5 there, AP50 in the paper).
+PUBLISHED = {
+    "yolov3": {"source": "YOLOv3 paper, Table 3 (Titan X, Darknet)", "rows": [
+        {"size": 320, "ms": 22.0, "fps_website": 45, "bflops": 38.973, "ap50": 51.5},
+        {"size": 416, "ms": 29.0, "fps_website": 35, "bflops": 65.864, "ap50": 55.3},
+        {"size": 608, "ms": 51.0, "fps_website": 20, "bflops": 140.692, "ap50": 57.9}]},
+    "yolov3-tiny": {"source": "Darknet website (Titan X)", "rows": [
+        {"size": 416, "ms": 1e3 / 220, "fps_website": 220, "bflops": 5.56, "ap50": 33.1}]},
+    "yolov3-spp": {"source": "Darknet website (Titan X)", "rows": [
+        {"size": 608, "ms": 1e3 / 20, "fps_website": 20, "bflops": 141.45, "ap50": 60.6}]},
+}
 PAPER_DARKNET53_BFLOPS_PER_S = 1457  # Table 2: Darknet-53 backbone on a Titan X
 # The engines' precisions: INT8 is the Q/DQ file placed for TensorRT (the CPU one is not built).
 TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
@@ -179,7 +189,9 @@ class Bench:
         import cv2
 
         if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
-            logging.warning("OpenCV %s has no Darknet importer: skipping opencv-dnn", cv2.__version__)
+            self.rows.append({"backend": "opencv-dnn", "precision": "fp32", "size": size, "batch": batch,
+                              "scope": f"not available: OpenCV {cv2.__version__} has no Darknet importer (5.x "
+                                       "dropped it): pip install -e '.[bench]' (opencv-python-headless<5)"})
             return
         cv2.setNumThreads(self.args.threads)
         net = cv2.dnn.readNetFromDarknet(str(self.cfg_path), str(self.weights))
@@ -266,9 +278,15 @@ def table(rows: list[dict[str, Any]], gemm: float) -> str:
     return "\n".join(lines)
 
 
-def paper_rows(bench: Bench, sizes: list[int]) -> list[dict[str, Any]]:
-    return [{"size": p["size"], "ms": p["ms"], "fps": 1e3 / p["ms"], "fps_website": p["fps_website"],
-             "bflops_per_s": bench.bflops(p["size"]) / (p["ms"] / 1e3)} for p in PAPER if p["size"] in sizes]
+def paper_rows(cfg: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
+    """(source, rows) published for ``cfg`` (a built-in name) at ``sizes``; BFLOP/s from the
+    published BFLOPs over the published time. A cfg file has no published row: ("", [])."""
+    published = PUBLISHED.get(cfg)
+    if published is None:
+        return "", []
+    return published["source"], [
+        {"size": p["size"], "ms": p["ms"], "fps": 1e3 / p["ms"], "fps_website": p["fps_website"], "ap50": p["ap50"],
+         "bflops_per_s": p["bflops"] / (p["ms"] / 1e3)} for p in published["rows"] if p["size"] in sizes]
 
 
 def main(argv=None) -> int:
@@ -297,7 +315,7 @@ def main(argv=None) -> int:
                 bench.opencv_dnn(size, batch)
             else:
                 raise SystemExit(f"error: unknown backend {backend!r}")
-        paper = paper_rows(bench, sizes)
+        source, paper = paper_rows(args.cfg, sizes)
     # The GEMM ceiling is measured after the configs: measured first, it slowed the next ONNX
     # Runtime config ~2x (yolov3-416 FP32: 726-929 ms right after it, 365 ms without it).
     gemm = {} if args.no_gemm else gemm_gflops(args.threads)
@@ -309,13 +327,19 @@ def main(argv=None) -> int:
     if gemm:
         print("FP32 GEMM 4096x4096: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
     print(table(bench.rows, best_gemm))
-    print("paper, Titan X (Darknet): " + ", ".join(
-        f"{p['size']}: {p['ms']:.0f} ms ({p['fps_website']} FPS on the website, {p['bflops_per_s']:.0f} BFLOP/s)"
-        for p in paper) + f"; Darknet-53 backbone {PAPER_DARKNET53_BFLOPS_PER_S} BFLOP/s")
+    if paper:
+        print(f"{args.cfg}, {source}: " + ", ".join(
+            f"{p['size']}: {p['ms']:.1f} ms ({p['fps_website']} FPS, {p['bflops_per_s']:.0f} BFLOP/s, AP50 {p['ap50']})"
+            for p in paper) + (f"; Darknet-53 backbone {PAPER_DARKNET53_BFLOPS_PER_S} BFLOP/s" if args.cfg == "yolov3"
+                               else ""))
+    else:
+        print(f"{args.cfg}: no published row for this model at sizes {args.sizes} (published: "
+              + "; ".join(f"{k} at {', '.join(str(r['size']) for r in v['rows'])}" for k, v in PUBLISHED.items()) + ")")
     out = Path(args.output)
     result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *(argv or sys.argv[1:])]),
               "title": title, "machine": machine, "threads": args.threads, "gemm_gflops": gemm,
-              "rows": bench.rows, "paper": paper, "paper_darknet53_bflops_per_s": PAPER_DARKNET53_BFLOPS_PER_S}
+              "rows": bench.rows, "paper": paper, "paper_source": source,
+              "paper_darknet53_bflops_per_s": PAPER_DARKNET53_BFLOPS_PER_S}
     atomic_write_json(out / "fps.json", result)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(max(bench.rows, key=len)))
@@ -323,7 +347,8 @@ def main(argv=None) -> int:
     writer.writerows(bench.rows)
     atomic_write_text(out / "fps.csv", buffer.getvalue())
     with atomic_path(out / "fps.png") as tmp_png:
-        plot([r for r in bench.rows if "p50_ms" in r], paper, best_gemm, title, tmp_png)
+        plot([r for r in bench.rows if "p50_ms" in r], paper, best_gemm, title, tmp_png,
+             paper_label=f"{args.cfg}: {source}" if paper else "no published row")
     print(f"wrote {out / 'fps.json'}, {out / 'fps.csv'}, {out / 'fps.png'}")
     return 0
 

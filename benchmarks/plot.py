@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 
 def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: float, title: str,
-         path: Path) -> None:
+         path: Path, paper_label: str = "paper: Titan X (Darknet)") -> None:
     """Grouped bars per size: FPS (left) and BFLOP/s (right); the paper's Titan X as markers."""
     labels = sorted({(r["backend"], r["precision"], r["batch"]) for r in rows}, key=str)
     sizes = sorted({r["size"] for r in rows})
@@ -29,7 +29,7 @@ def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: 
             bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name)
             ax.bar_label(bars, fmt="%.1f" if metric == "fps" else "%.0f", fontsize=7)
         paper_values = [next((p[metric] for p in paper if p["size"] == s), np.nan) for s in sizes]
-        ax.plot(x, paper_values, "k*", markersize=12, label="paper: Titan X (Darknet)")
+        ax.plot(x, paper_values, "k*", markersize=12, label=paper_label)
         if metric == "bflops_per_s" and gemm:
             ax.axhline(gemm, color="grey", linestyle="--", label=f"this CPU: FP32 GEMM {gemm:.0f} GFLOP/s")
         ax.set_yscale("log")

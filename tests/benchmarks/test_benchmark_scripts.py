@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
@@ -16,7 +17,7 @@ def test_fps_script_writes_table_json_csv_png(tmp_path):
                            "--backends", "onnxruntime,torch,torch-eager,opencv-dnn", "--output", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "paper, Titan X (Darknet)" in done.stdout
+    assert "yolov3-tiny: no published row for this model at sizes 128,160" in done.stdout  # never yolov3's rows
     result = json.loads((out / "fps.json").read_text())
     rows = result["rows"]
     assert {(r["backend"], r["size"], r["batch"]) for r in rows} == {
@@ -28,6 +29,21 @@ def test_fps_script_writes_table_json_csv_png(tmp_path):
             assert r["preprocess_ms"] + r["infer_ms"] + r["postprocess_ms"] <= r["p99_ms"] * 1.01
     assert len(list(csv.DictReader((out / "fps.csv").open()))) == len(rows)
     assert (out / "fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_model_against_its_own_published_row():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fps
+
+    source, rows = fps.paper_rows("yolov3-tiny", [320, 416])
+    assert source == "Darknet website (Titan X)" and [r["size"] for r in rows] == [416]
+    assert rows[0]["fps"] == pytest.approx(220) and rows[0]["bflops_per_s"] == pytest.approx(5.56 * 220)
+    assert rows[0]["ap50"] == 33.1
+    source, rows = fps.paper_rows("yolov3", [320, 416, 608])
+    assert source.startswith("YOLOv3 paper") and [r["ms"] for r in rows] == [22.0, 29.0, 51.0]
+    assert rows[1]["bflops_per_s"] == pytest.approx(65.864 / 0.029)
+    assert fps.paper_rows("yolov3-spp", [608])[1][0]["fps"] == pytest.approx(20)
+    assert fps.paper_rows("my.cfg", [416]) == ("", [])
 
 
 def test_fps_tensorrt_rows_fill_in_or_say_why_not(tmp_path):
