@@ -1,4 +1,5 @@
-"""The device check (device_check.py) keeps working in CI, where every GPU section skips.
+"""The device check (device_check.py, device_sections.py) keeps working in CI, where every GPU
+section skips.
 
 Not marked ``gpu``: these run anywhere. The script runs in a subprocess and must write its JSON
 and Markdown with every section's status and exit 0; its sections' code runs here too, on fakes
@@ -90,22 +91,23 @@ def fake_gpu(monkeypatch):
 
     if not host.available():
         pytest.skip("host library not built (pip install -e .)")
-    import gpu_helpers
+    import gpu_kernel
 
     class Driver:
         def cuDevicePrimaryCtxRelease(self, device):
             return (0,)
 
-    monkeypatch.setattr(gpu_helpers, "open_driver", lambda index=0: (Driver(), 0, None))
-    monkeypatch.setattr(gpu_helpers, "DeviceKernel", _FakeKernel)
+    monkeypatch.setattr(gpu_kernel, "open_driver", lambda index=0: (Driver(), 0, None))
+    monkeypatch.setattr(gpu_kernel, "DeviceKernel", _FakeKernel)
     monkeypatch.setattr(_FakeKernel, "broken", False)
     return _FakeKernel
 
 
 def test_kernel_sections_compare_as_sets_and_report_the_target(fake_gpu, tmp_path):
     import device_check
+    import device_sections
 
-    compare, timing = device_check.kernel_sections(launches=7, warmup=1)
+    compare, timing = device_sections.kernel_sections(launches=7, warmup=1)
     assert compare["status"] == "passed", [c for c in compare["cases"] if c["status"] != "passed"]
     assert len(compare["cases"]) == len(timing["cases"]) == 16  # 2 models x 2 dtypes x 2 confs x 2 batches
     assert {(c["model"], c["heads"]) for c in compare["cases"]} == {("yolov3", 3), ("yolov3-tiny", 2)}
@@ -122,18 +124,18 @@ def test_kernel_sections_compare_as_sets_and_report_the_target(fake_gpu, tmp_pat
 
 def test_torch_and_onnxruntime_sections_on_the_cpu():
     pytest.importorskip("torch")
-    import device_check
+    import device_sections
     from gpu_helpers import network_bflops
 
     assert round(network_bflops("yolov3"), 3) == 65.864 and round(network_bflops("yolov3-tiny"), 3) == 5.565
-    section = device_check.torch_fp16(2, device="cpu", models=("yolov3-tiny",), batches=(1, 2))
+    section = device_sections.torch_fp16(2, device="cpu", models=("yolov3-tiny",), batches=(1, 2))
     assert section["status"] == "measured" and [r["batch"] for r in section["rows"]] == [1, 2]
     row = section["rows"][1]
     assert row["finite"] and row["bflops_per_image"] == 5.565 and row["fps"] > 0
     assert np.isclose(row["tflop_per_s"], 5.565 * 2 / row["median_ms"], rtol=0.02, atol=1e-3)  # 3 decimals
-    section = device_check.onnxruntime_cuda(2, cfg="yolov3-tiny", provider="CPUExecutionProvider")
+    section = device_sections.onnxruntime_cuda(2, cfg="yolov3-tiny", provider="CPUExecutionProvider")
     assert section["status"] == "measured" and section["median_ms"] > 0 and section["model"] == "yolov3-tiny"
-    assert device_check.onnxruntime_cuda(1, provider="NoSuchExecutionProvider")["status"] == "skipped"
+    assert device_sections.onnxruntime_cuda(1, provider="NoSuchExecutionProvider")["status"] == "skipped"
 
 
 BLOCK = """
@@ -152,8 +154,8 @@ def test_model_and_device_check_need_neither_opencv_nor_onnx(tmp_path):
     code = BLOCK + f"""
 sys.path[:0] = [{str(HERE)!r}, {str(ROOT)!r}]
 import yolov3_trt.model.yolov3, yolov3_trt.plugin.host, yolov3_trt.plugin.ptx, yolov3_trt.plugin.params
-import device_check, gpu_helpers
-section = device_check.onnxruntime_cuda(1)
+import device_check, device_sections, gpu_helpers, gpu_kernel
+section = device_sections.onnxruntime_cuda(1)
 assert section["status"] == "skipped" and "onnxruntime is not installed" in section["reason"], section
 print("ok")
 """

@@ -1,4 +1,5 @@
-"""CPU checks of what the GPU tests stand on (tests/gpu/gpu_helpers.py), so CI keeps it right.
+"""CPU checks of what the GPU tests stand on (tests/gpu/gpu_helpers.py, gpu_kernel.py), so CI keeps
+them right.
 
 The GPU tests cannot run in CI; their premises can: the generated images are deterministic, the
 order-free comparisons accept reordered ties and reject real differences, the NMS check accepts
@@ -13,9 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from conftest import random_model
-from gpu_helpers import (TIE_CONF, KernelUnavailable, candidates_from_heads, compile_kernel, detection_keys,
-                         detection_set_problem, model_heads, nms_problem, random_heads, same_plugin_detections,
-                         scene_images, tie_input, tie_model)
+from gpu_helpers import (TIE_CONF, candidates_from_heads, detection_keys, detection_set_problem, model_heads,
+                         nms_problem, random_heads, same_plugin_detections, scene_images, tie_input, tie_model)
+from gpu_kernel import KernelUnavailable, compile_kernel
 
 from yolov3_trt.plugin.sources import PluginError
 

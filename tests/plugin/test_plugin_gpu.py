@@ -3,9 +3,10 @@
 Marked ``gpu``: they need an NVIDIA GPU with a driver and cuda-python (and TensorRT >= 10.9 for
 the registration). They skip with the reason elsewhere, also where no compiler writes PTX the
 driver loads (NVRTC newer than the driver is retried with nvcc when nvcc is not newer:
-``gpu_helpers.compile_kernel``); this project's development machine has no GPU, so they have not
-run there. The launch code and the order-free comparison are in tests/gpu/gpu_helpers.py, which
-tests/gpu/device_check.py shares. Nothing here needs ``../shared`` or the network.
+``gpu_kernel.compile_kernel``); this project's development machine has no GPU, so they have not
+run there. The launch code is in tests/gpu/gpu_kernel.py and the order-free comparison in
+tests/gpu/gpu_helpers.py, which the device check (tests/gpu/device_check.py) shares. Nothing
+here needs ``../shared`` or the network.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from yolov3_trt.plugin.params import PluginConfig
 
 # the kernel launch and the order-free comparison live beside the other GPU tests (and the device check)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
-from gpu_helpers import (KernelUnavailable, model_heads, open_driver, random_heads,  # noqa: E402
-                         run_kernel, same_plugin_detections)
+from gpu_helpers import model_heads, random_heads, same_plugin_detections  # noqa: E402
+from gpu_kernel import KernelUnavailable, open_driver, run_kernel  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 logger = logging.getLogger(__name__)
