@@ -17,6 +17,7 @@ from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_wei
 from yolov3_trt.detect import main
 from yolov3_trt.model.checkpoint import save_checkpoint
 from yolov3_trt.model.yolov3 import YoloV3
+from yolov3_trt.names import COCO_CATEGORY_IDS, COCO_NAMES
 
 FAST = ["--cfg", "yolov3-tiny", "--size", "128", "--conf", "0.3"]
 
@@ -50,9 +51,14 @@ def test_folder_writes_images_and_coco_json(tiny_weights, photos, tmp_path, caps
     assert records, "random weights at conf 0.3 still give detections"
     dog = cv2.imread(str(DARKNET / "images" / "dog.jpg"))
     for r in records:
-        assert set(r) >= {"image_id", "file_name", "category_id", "category_name", "bbox", "score"}
+        assert list(r) == ["image_id", "file_name", "category_id", "category_name", "class_index", "bbox", "score"]
+        # File names keep their extension; ids are positions in the sorted folder listing.
+        assert (r["image_id"], r["file_name"]) in {(0, "dog.jpg"), (1, "person.jpg")}
+        # 80 classes with COCO's names: COCO's official category ids, the 0-based index beside them.
+        assert r["category_name"] == COCO_NAMES[r["class_index"]]
+        assert r["category_id"] == COCO_CATEGORY_IDS[r["class_index"]]
         x, y, w, h = r["bbox"]
-        assert 0 <= x <= x + w <= dog.shape[1] + 0.01 if r["file_name"] == "dog" else True
+        assert 0 <= x <= x + w <= dog.shape[1] + 0.01 if r["file_name"] == "dog.jpg" else True
         assert r["score"] > 0.3
     assert "dog: " in capsys.readouterr().out
 
@@ -64,6 +70,34 @@ def test_detect_is_deterministic(tiny_weights, photos, tmp_path):
                           "--no-draw", *FAST]) == 0
     assert (outs[0] / "detections.json").read_bytes() == (outs[1] / "detections.json").read_bytes()
     assert _files(outs[0]) == ["detections.json"]
+
+
+def test_folder_json_identical_across_runs_and_copies(tiny_weights, photos, tmp_path):
+    """Same folder twice, and a copy elsewhere whose files were created in the other order (so the
+    file system may list them differently): byte-identical JSON, image ids included."""
+    copy = tmp_path / "elsewhere" / "copy"
+    copy.mkdir(parents=True)
+    for name in sorted(_files(photos), reverse=True):
+        (copy / name).write_bytes((photos / name).read_bytes())
+    jsons = []
+    for i, folder in enumerate([photos, photos, copy]):
+        out = tmp_path / f"run{i}"
+        assert run(main, [str(folder), "--weights", str(tiny_weights), "--output", str(out), "--no-draw", *FAST]) == 0
+        jsons.append((out / "detections.json").read_bytes())
+    assert jsons[0] == jsons[1] == jsons[2]
+    assert {(r["image_id"], r["file_name"]) for r in json.loads(jsons[0])} == {(0, "dog.jpg"), (1, "person.jpg")}
+
+
+def test_integer_file_names_are_image_ids(tiny_weights, photos, tmp_path):
+    coco = tmp_path / "val2017"
+    coco.mkdir()
+    (coco / "000000397133.jpg").write_bytes((photos / "dog.jpg").read_bytes())
+    (coco / "000000000139.jpg").write_bytes((photos / "person.jpg").read_bytes())
+    out = tmp_path / "out"
+    assert run(main, [str(coco), "--weights", str(tiny_weights), "--output", str(out), "--no-draw",
+                      "--cfg", "yolov3-tiny", "--size", "128", "--conf", "0.1"]) == 0
+    pairs = {(r["image_id"], r["file_name"]) for r in json.loads((out / "detections.json").read_text())}
+    assert pairs == {(397133, "000000397133.jpg"), (139, "000000000139.jpg")}
 
 
 def test_video_in_annotated_video_out(tiny_weights, tmp_path):
@@ -79,8 +113,9 @@ def test_video_in_annotated_video_out(tiny_weights, tmp_path):
     capture = cv2.VideoCapture(str(out / "clip.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     capture.release()
-    frames = {r["image_id"] for r in json.loads((out / "detections.json").read_text())}
-    assert frames <= set(range(6))
+    records = json.loads((out / "detections.json").read_text())
+    assert {r["image_id"] for r in records} <= set(range(6))  # the frame index
+    assert {r["file_name"] for r in records} == {"clip.mp4"}
 
 
 def test_checkpoint_with_names(tmp_path, photos):
@@ -90,8 +125,11 @@ def test_checkpoint_with_names(tmp_path, photos):
     out = tmp_path / "out"
     assert run(main, [str(photos / "dog.jpg"), "--checkpoint", str(ckpt), "--output", str(out),
                       "--size", "128", "--conf", "0.01", "--no-draw"]) == 0
-    names = {r["category_name"] for r in json.loads((out / "detections.json").read_text())}
+    records = json.loads((out / "detections.json").read_text())
+    names = {r["category_name"] for r in records}
     assert names <= {"robot", "cone"} and names
+    # Not COCO's classes: category_id stays the 0-based index.
+    assert all(r["category_id"] == r["class_index"] == ["robot", "cone"].index(r["category_name"]) for r in records)
 
 
 def test_subprocess_entry_point(tiny_weights, photos, tmp_path):
@@ -173,3 +211,43 @@ def test_unreadable_image_mid_folder_stops_without_partial_files(tiny_weights, p
     assert "zzz_broken.jpg" in capsys.readouterr().err
     # the two good images were finished before the bad one; no JSON, no temp files
     assert _files(out) == ["dog.jpg", "person.jpg"]
+
+
+REAL_WEIGHTS = DARKNET / "weights" / "yolov3-tiny.weights"
+REFERENCE = DARKNET / "reference" / "yolov3-tiny-416" / "detections.json"
+
+
+@pytest.mark.skipif(not (REAL_WEIGHTS.is_file() and REFERENCE.is_file()), reason="official Darknet files not found")
+def test_real_weights_json_scores_against_darknet_with_pycocotools(tmp_path):
+    """Darknet's trained yolov3-tiny on its six photos: COCO's category ids (dog 18, bicycle 2,
+    car 3, truck 8), and pycocotools, given C Darknet's own detections as ground truth, finds them
+    all again: the JSON is what COCO tooling takes, ids and boxes included."""
+    coco = pytest.importorskip("pycocotools.coco")
+    cocoeval = pytest.importorskip("pycocotools.cocoeval")
+    out = tmp_path / "out"
+    assert run(main, [str(DARKNET / "images"), "--cfg", "yolov3-tiny", "--weights", str(REAL_WEIGHTS),
+                      "--conf", "0.25", "--output", str(out), "--no-draw"]) == 0
+    records = json.loads((out / "detections.json").read_text())
+    dog = {(r["category_name"], r["category_id"]) for r in records if r["file_name"] == "dog.jpg"}
+    assert {("dog", 18), ("bicycle", 2), ("car", 3), ("truck", 8)} <= dog
+    reference = json.loads(REFERENCE.read_text())["images"]
+    file_names = sorted(reference)
+    assert {r["file_name"]: r["image_id"] for r in records} == {n: i for i, n in enumerate(file_names)}
+    images, annotations = [], []
+    for image_id, name in enumerate(file_names):
+        h, w = cv2.imread(str(DARKNET / "images" / name)).shape[:2]
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for d in reference[name]:
+            x1, y1, x2, y2 = d["box_xyxy"]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "iscrowd": 0,
+                                "category_id": COCO_CATEGORY_IDS[d["class_id"]], "area": (x2 - x1) * (y2 - y1),
+                                "bbox": [x1, y1, x2 - x1, y2 - y1]})
+    truth = coco.COCO()
+    truth.dataset = {"images": images, "annotations": annotations,
+                     "categories": [{"id": i, "name": n} for i, n in zip(COCO_CATEGORY_IDS, COCO_NAMES)]}
+    truth.createIndex()
+    evaluation = cocoeval.COCOeval(truth, truth.loadRes(records), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    assert evaluation.stats[1] > 0.95  # AP at IoU 0.5; 0-based or shifted ids would score ~0

@@ -10,14 +10,16 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
 from .cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
 from .cli.models import build_detector
+from .detections import coco_image_ids
 from .fileio import atomic_write_json
-from .sources import AnnotatedOutput, open_source
+from .names import coco_category_ids
+from .sources import AnnotatedOutput, Frame, ImageSource, Source, VideoSource, open_source
 from .visualize import draw_detections
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _coco_image_fields(source: Source) -> Callable[[Frame], tuple[int, str]]:
+    """A frame's JSON ``image_id`` and ``file_name``: for images, the id from
+    :func:`coco_image_ids` and the file's name with its extension; for a video, the frame index
+    and the video's file name; for a camera, the frame index and ``camera<N>``."""
+    if isinstance(source, ImageSource):
+        file_names = [path.name for path in source.paths]
+        image_ids = coco_image_ids(file_names)
+        return lambda frame: (image_ids[frame.index], file_names[frame.index])
+    name = source.path.name if isinstance(source, VideoSource) else source.stem
+    return lambda frame: (frame.index, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
@@ -57,13 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames = 0
     with detector, open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable) as source, \
             (contextlib.nullcontext() if args.no_draw else AnnotatedOutput(output, source)) as writer:
+        image_fields = _coco_image_fields(source)
+        category_ids = coco_category_ids(detector.names)  # COCO's 1..90 for COCO names, else None
         progress = tqdm(source, total=source.total, unit="img" if source.kind == "images" else "frame",
                         desc="detect", disable=None)
         try:
             for frame in progress:
                 detections = detector.detect(frame.image)
                 frames += 1
-                records.extend(detections.to_coco(frame.index, file_name=frame.name))
+                image_id, file_name = image_fields(frame)
+                records.extend(detections.to_coco(image_id, file_name=file_name, category_ids=category_ids))
                 if writer is not None:
                     writer.write(frame, draw_detections(frame.image, detections))
                 found = ", ".join(f"{n} {s:.2f}" for n, s in

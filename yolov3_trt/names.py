@@ -1,4 +1,4 @@
-"""Class names: the COCO list Darknet ships, and user-supplied names files.
+"""Class names: the COCO list Darknet ships (with COCO's official category ids), and names files.
 
 A names file is Darknet's ``*.names`` format: one class name per line, in class-id order.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 from yolov3_trt.errors import FileError, YoloV3TrtError
 
@@ -23,6 +24,51 @@ COCO_NAMES: tuple[str, ...] = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )
+
+# The same 80 classes as the COCO API names them (instances_*.json "categories"), in the same order.
+COCO_API_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed",
+    "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+
+# COCO's official category id (1..90, with the 11 ids of the 2014 paper's unused classes left out)
+# of each of the 80 classes, in COCO_NAMES order: the standard 80 -> 91 mapping.
+COCO_CATEGORY_IDS: tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
+    31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84,
+    85, 86, 87, 88, 89, 90,
+)
+
+
+def is_coco(names: Sequence[str]) -> bool:
+    """Whether ``names`` are COCO's 80 classes in ``coco.names`` order.
+
+    Each name may use Darknet's spelling (``motorbike``) or the COCO API's (``motorcycle``);
+    case and surrounding whitespace are ignored.
+    """
+    if len(names) != len(COCO_NAMES):
+        return False
+    return all(str(name).strip().lower() in (darknet, api)
+               for name, darknet, api in zip(names, COCO_NAMES, COCO_API_NAMES))
+
+
+def coco_category_ids(names: Sequence[str]) -> tuple[int, ...] | None:
+    """COCO's official category ids (``person`` 1 .. ``toothbrush`` 90) for a class list.
+
+    Returns:
+        :data:`COCO_CATEGORY_IDS` when :func:`is_coco` holds for ``names``, else ``None``: other
+        class lists have no official ids, and their detections keep the 0-based class index.
+    """
+    return COCO_CATEGORY_IDS if is_coco(names) else None
 
 
 def load_names(path: str | os.PathLike) -> list[str]:
