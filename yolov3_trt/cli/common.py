@@ -77,7 +77,10 @@ def add_model_args(parser: argparse.ArgumentParser, *, weights: bool = True, nam
     g.add_argument("--cfg", default=None, metavar="PATH|NAME",
                    help="Darknet cfg file or built-in name: yolov3, yolov3-tiny, yolov3-spp (default: yolov3)")
     if weights:
-        g.add_argument("--weights", default=None, metavar="PATH", help="Darknet .weights for --cfg")
+        g.add_argument("--weights", default=None, metavar="PATH|NAME",
+                       help="Darknet .weights for --cfg, or an official name: yolov3, yolov3-tiny, yolov3-spp "
+                            "(Darknet's COCO weights, downloaded once into ~/.cache/yolov3_trt/weights or "
+                            "$YOLOV3_TRT_CACHE/weights; implies --cfg of that name; an existing file wins)")
         g.add_argument("--checkpoint", default=None, metavar="PATH",
                        help="yolov3_trt PyTorch checkpoint (carries its own cfg and class names)")
     g.add_argument("--classes", type=positive_int, default=None, metavar="N",

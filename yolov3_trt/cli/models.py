@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from .common import UsageError
 
@@ -11,6 +12,7 @@ logger = logging.getLogger(__name__)
 
 def load_torch_model(args: argparse.Namespace):
     """The model and class names that --cfg/--weights/--checkpoint/--classes/--names describe."""
+    from ..darknet.official import official_name, resolve_weights
     from ..model.checkpoint import load_checkpoint
     from ..model.yolov3 import YoloV3
     from ..names import check_names, default_names, load_names
@@ -23,7 +25,16 @@ def load_torch_model(args: argparse.Namespace):
     else:
         if not args.weights:
             raise UsageError("no weights: give --weights FILE (Darknet .weights for --cfg) or --checkpoint FILE")
-        model = YoloV3.from_cfg(args.cfg or "yolov3", num_classes=args.classes)
+        # A name (yolov3-tiny) fetches Darknet's official weights and implies --cfg of that name;
+        # an existing file always wins over a name. The resolved cfg and file are written back to
+        # args, so tools reading args.weights afterwards (export's and build's sha256) see the file.
+        named = official_name(args.weights)
+        if named and args.cfg and args.cfg != named and Path(args.cfg).name != f"{named}.cfg":
+            raise UsageError(f"--weights {args.weights} are Darknet's official {named} weights, which need --cfg "
+                             f"{named} (or no --cfg), not --cfg {args.cfg}; for another cfg pass a weights file path")
+        args.cfg = args.cfg or named or "yolov3"
+        args.weights = str(resolve_weights(args.weights))
+        model = YoloV3.from_cfg(args.cfg, num_classes=args.classes)
         model.load_darknet_weights(args.weights)
         names = default_names(model.num_classes)
     if not model.heads:
