@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
-from .model_io import finish, load_source, prepare, require_modelopt, route_modelopt_logging
+from .model_io import finish, load_source, prepare, require_modelopt, restore_tail, route_modelopt_logging
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def quantize_fp16(src: str | os.PathLike, dst: str | os.PathLike, *, reference: 
         model = convert_to_mixed_precision(onnx_path=str(prepare(source, tmp_dir)), low_precision_type="fp16",
                                            keep_io_types=True, data_max=data_max, init_max=INIT_MAX,
                                            calibration_data=str(data))
+    restore_tail(model, source)
     dst = Path(dst)
     with atomic_path(dst) as tmp:
         finish(model, source, tmp, precision="fp16", quantize_target="any")

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..calibration import DEFAULT_NUM_IMAGES, CalibrationCache, calibration_key, load_calibration_images, sample_images
 from ..fileio import atomic_path
-from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt
+from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt, restore_tail
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
             from .int8_cpu import quantize_cpu
             quantize_cpu(prepared, raw, source.input_name, blob, method)
         model = onnx.load(str(raw))
+        restore_tail(model, source)
         calibration = {"method": method, "images": len(images), "seed": seed, "size": list(source.size)}
         with atomic_path(dst) as tmp:
             finish(model, source, tmp, precision="int8", quantize_target=target, calibration=calibration)

@@ -123,13 +123,29 @@ def finish(model, source: SourceModel, tmp: Path, **ours: Any) -> None:
 
 
 def prepare(source: SourceModel, folder: str | os.PathLike) -> Path:
-    """The graph the quantizers read: ``source`` with -inf pads folded (:mod:`.graph_prep`), in ``folder``."""
+    """The graph the quantizers read, in ``folder``: ``source`` with -inf pads folded
+    (:mod:`.graph_prep`) and, for an end2end or plugin graph, cut back to its raw heads
+    (calibration runs the graph on ONNX Runtime, which cannot run the plugin node, and decode +
+    NMS are not to be quantized); :func:`restore_tail` puts the tail back afterwards."""
     import onnx
 
+    from ..export.tail import TAILS, strip_tail
     from .graph_prep import fold_inf_pads
 
     model = onnx.load(str(source.path))
+    if source.metadata.flavour in TAILS:
+        strip_tail(model, source.metadata)
     out = Path(folder) / "prepared.onnx"
     fold_inf_pads(model)
     onnx.save(model, str(out))
     return out
+
+
+def restore_tail(model, source: SourceModel) -> None:
+    """Append ``source``'s end2end or plugin tail (thresholds as baked) to the quantized raw ``model``."""
+    from ..export.tail import TAILS, append_tail
+
+    meta = source.metadata
+    if meta.flavour in TAILS:
+        append_tail(model, meta, meta.flavour, conf=meta.conf, iou=meta.iou, max_det=meta.max_det,
+                    pre_nms_top_k=meta.pre_nms_top_k)
