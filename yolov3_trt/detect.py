@@ -1,7 +1,14 @@
-"""``python -m yolov3_trt.detect``: detect objects in images, a folder, a video or a camera.
+"""``python -m yolov3_trt.detect``: detect objects in images, a folder, a video, a stream or a camera.
 
-Writes annotated copies (images, or an .mp4 for video and camera) to --output and all
+Writes annotated copies (images, or an .mp4 for video, stream and camera) to --output and all
 detections as COCO-style JSON to --json (default: <output>/detections.json).
+
+Outputs (``yolov3_trt.cli.outputs``): checked before the model loads; never written over an
+input; the annotated files and the JSON are written into a hidden staging folder and moved into
+--output together when the run completes, so a failed or interrupted run leaves --output as it
+was. A folder holding an earlier run's results (its ``.yolov3_trt-run.json`` manifest, or a file
+this run would write) is refused unless --force, which replaces them and removes the earlier
+run's files that this run does not rewrite.
 """
 from __future__ import annotations
 
@@ -16,10 +23,14 @@ from tqdm import tqdm
 
 from .cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
 from .cli.models import build_detector
+from .cli.outputs import (ResultFolder, StagedFiles, absolute, add_force_arg, check_not_input, check_output_file,
+                          existing_inputs, model_inputs)
 from .detections import coco_image_ids
+from .errors import ImageReadError
 from .fileio import atomic_write_json
 from .names import coco_category_ids
-from .sources import AnnotatedOutput, Frame, ImageSource, Source, VideoSource, open_source
+from .sources import (AnnotatedOutput, Frame, ImageSource, Source, StreamSource, TruncatedVideoError, VideoSource,
+                      open_source)
 from .visualize import draw_detections
 
 logger = logging.getLogger(__name__)
@@ -30,70 +41,127 @@ LISTED_DETECTIONS = 8  # detections named on that line
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.detect", __doc__.split("\n")[0].split(": ", 1)[1])
     parser.add_argument("source", metavar="SOURCE",
-                        help="image file, folder of images, video file, or camera index (e.g. 0)")
+                        help="image file, folder of images, video file, stream URL (rtsp://, http://), or camera "
+                             "index (e.g. 0)")
     add_model_args(parser)
     add_runtime_args(parser)
     add_postprocess_args(parser, None, None, None)
     g = parser.add_argument_group("input and output")
     g.add_argument("--resize", choices=("letterbox", "resize"), default="letterbox",
                    help="letterbox keeps the aspect ratio (Darknet's detect); resize stretches")
-    g.add_argument("--output", default="runs/detect", metavar="PATH", help="folder for annotated output")
+    g.add_argument("--output", default="runs/detect", metavar="PATH",
+                   help="folder for annotated output (an earlier run's results there need --force)")
     g.add_argument("--json", default=None, metavar="PATH", help="detections as COCO-style JSON "
                    "(default: OUTPUT/detections.json)")
     g.add_argument("--no-draw", action="store_true", help="write only the JSON, no annotated images/video")
-    g.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N video/camera frames")
+    g.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N video/stream/camera frames")
     g.add_argument("--skip-unreadable", action="store_true", help="skip unreadable images in a folder "
                    "instead of stopping")
+    g.add_argument("--tolerate-truncated", action="store_true", help="keep the frames of a video that ends "
+                   "before its frame count (truncated or corrupt) instead of failing")
+    add_force_arg(g, help="replace an earlier run's results in --output (and an existing --json), removing its "
+                          "files this run does not rewrite; never an input")
     return parser
 
 
 def _coco_image_fields(source: Source) -> Callable[[Frame], tuple[int, str]]:
     """A frame's JSON ``image_id`` and ``file_name``: for images, the id from
     :func:`coco_image_ids` and the file's name with its extension; for a video, the frame index
-    and the video's file name; for a camera, the frame index and ``camera<N>``."""
+    and the video's file name; for a stream, the frame index and the URL's last part; for a
+    camera, the frame index and ``camera<N>``."""
     if isinstance(source, ImageSource):
         file_names = [path.name for path in source.paths]
         image_ids = coco_image_ids(file_names)
         return lambda frame: (image_ids[frame.index], file_names[frame.index])
-    name = source.path.name if isinstance(source, VideoSource) else source.stem
+    if isinstance(source, VideoSource):
+        name = source.path.name
+    else:
+        name = source.name if isinstance(source, StreamSource) else source.stem
     return lambda frame: (frame.index, name)
+
+
+def _source_inputs(source: Source) -> list[Path]:
+    if isinstance(source, ImageSource):
+        return list(source.paths)
+    return [source.path] if isinstance(source, VideoSource) else []
+
+
+def _plan_outputs(args: argparse.Namespace, source: Source, inputs: list[Path]) -> tuple[ResultFolder | None, Path,
+                                                                                          bool]:
+    """(the result folder or None when nothing goes there, the JSON path, whether the JSON is in
+    the folder), every path checked: OutputError before any work."""
+    output = Path(args.output)
+    json_path = Path(args.json) if args.json else output / "detections.json"
+    json_in_folder = absolute(json_path.parent) == absolute(output)
+    planned = [json_path.name] if json_in_folder else []
+    if not args.no_draw:
+        names = source.names if isinstance(source, ImageSource) else [source.stem]
+        suffix = ".jpg" if isinstance(source, ImageSource) else ".mp4"
+        planned += [name + suffix for name in names]
+        if json_in_folder and json_path.name in planned[1:]:
+            raise UsageError(f"--json {json_path} is also the name of an annotated image; choose another --json")
+    if not json_in_folder:
+        check_output_file(json_path, inputs=inputs, force=args.force, option="--json")
+    if not planned:
+        return None, json_path, False
+    folder = ResultFolder(output, planned, tool="detect", inputs=inputs, force=args.force)
+    folder.check()
+    return folder, json_path, json_in_folder
+
+
+def _detect_all(detector, source: Source, writer: AnnotatedOutput | None) -> tuple[list[dict[str, Any]], list[str],
+                                                                                   int]:
+    """Run ``detector`` over ``source``: (COCO records, one report line per frame, frames)."""
+    records: list[dict[str, Any]] = []
+    lines: list[str] = []
+    frames = 0
+    image_fields = _coco_image_fields(source)
+    category_ids = coco_category_ids(detector.names)  # COCO's 1..90 for COCO names, else None
+    progress = tqdm(source, total=source.total, unit="img" if source.kind == "images" else "frame",
+                    desc="detect", disable=None)
+    try:
+        for frame in progress:
+            detections = detector.detect(frame.image)
+            frames += 1
+            image_id, file_name = image_fields(frame)
+            records.extend(detections.to_coco(image_id, file_name=file_name, category_ids=category_ids))
+            if writer is not None:
+                writer.write(frame, draw_detections(frame.image, detections))
+            found = ", ".join(f"{n} {s:.2f}" for n, s in
+                              zip(detections.class_names[:LISTED_DETECTIONS], detections.scores))
+            if len(detections) > LISTED_DETECTIONS:
+                found += ", ..."
+            lines.append(f"{frame.name}: {len(detections)} detections" + (f": {found}" if found else ""))
+    except KeyboardInterrupt:
+        if source.kind not in ("camera", "stream"):
+            raise
+        # A camera or live stream runs until stopped: Ctrl-C ends the recording normally, not as a failure.
+        logger.info("stopped by Ctrl-C after %d frames", frames)
+    except TruncatedVideoError as err:
+        raise ImageReadError(err.path, f"{err.problem}; nothing written: pass --tolerate-truncated to keep the "
+                                       f"{err.frames} frames read") from None
+    return records, lines, frames
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
-    detector = build_detector(args)
     output = Path(args.output)
-    json_path = Path(args.json) if args.json else output / "detections.json"
-    records: list[dict[str, Any]] = []
-    lines: list[str] = []
-    frames = 0
-    with detector, open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable) as source, \
-            (contextlib.nullcontext() if args.no_draw else AnnotatedOutput(output, source)) as writer:
-        image_fields = _coco_image_fields(source)
-        category_ids = coco_category_ids(detector.names)  # COCO's 1..90 for COCO names, else None
-        progress = tqdm(source, total=source.total, unit="img" if source.kind == "images" else "frame",
-                        desc="detect", disable=None)
-        try:
-            for frame in progress:
-                detections = detector.detect(frame.image)
-                frames += 1
-                image_id, file_name = image_fields(frame)
-                records.extend(detections.to_coco(image_id, file_name=file_name, category_ids=category_ids))
-                if writer is not None:
-                    writer.write(frame, draw_detections(frame.image, detections))
-                found = ", ".join(f"{n} {s:.2f}" for n, s in
-                                  zip(detections.class_names[:LISTED_DETECTIONS], detections.scores))
-                if len(detections) > LISTED_DETECTIONS:
-                    found += ", ..."
-                lines.append(f"{frame.name}: {len(detections)} detections" + (f": {found}" if found else ""))
-        except KeyboardInterrupt:
-            if source.kind != "camera":
-                raise
-            # A camera runs until stopped: Ctrl-C ends the recording normally, not as a failure.
-            logger.info("stopped by Ctrl-C after %d frames", frames)
-    atomic_write_json(json_path, records)
+    with open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable,
+                     tolerate_truncated=args.tolerate_truncated) as source:
+        inputs = model_inputs(args) + _source_inputs(source)
+        folder, json_path, json_in_folder = _plan_outputs(args, source, inputs)
+        detector = build_detector(args)
+        # --weights by name became the cached file: it too is an input
+        check_not_input(json_path, existing_inputs(args.weights, args.checkpoint), option="--json")
+        with detector, contextlib.ExitStack() as stack:
+            staged = None if json_in_folder else stack.enter_context(StagedFiles([json_path]))
+            if folder is not None:
+                stack.enter_context(folder)
+            writer = None if args.no_draw else stack.enter_context(AnnotatedOutput(folder.staging, source))
+            records, lines, frames = _detect_all(detector, source, writer)
+            atomic_write_json(folder.staging / json_path.name if json_in_folder else staged[json_path], records)
     if source.kind == "images" and frames <= PER_IMAGE_REPORT_LIMIT:
         print("\n".join(lines))
     where = f"annotated output in {output}, " if writer is not None else ""

@@ -1,21 +1,29 @@
-"""Inputs and annotated outputs of ``detect``: images, a folder, a video file or a camera.
+"""Inputs and annotated outputs of ``detect``: images, a folder, a video file, a stream or a camera.
 
 :func:`open_source` turns the ``SOURCE`` argument into a :class:`Source` that yields
 :class:`Frame` objects (BGR uint8, OpenCV's convention); :class:`AnnotatedOutput` writes the
-drawn frames back out: one ``<name>.jpg`` per image, or one ``<stem>.mp4`` per video or camera.
+drawn frames back out: one ``<name>.jpg`` per image, or one ``<stem>.mp4`` per video, stream or camera.
 
 How ``SOURCE`` is read, in order:
 
 1. a string of digits that is not an existing path is a camera index (``"0"``);
-2. a missing path is an error;
-3. a folder yields its images (extensions in :data:`IMAGE_EXTENSIONS`, any case), sorted by
+2. a URL (``scheme://...``): ``file://`` names a local path (then read as below); any other
+   scheme (``rtsp://``, ``http(s)://``, ``rtmp://``, ``udp://`` ...) is a network stream opened
+   with OpenCV's FFmpeg ``VideoCapture`` (:class:`StreamSource`), never turned into a path;
+3. a missing path is an error;
+4. a folder yields its images (extensions in :data:`IMAGE_EXTENSIONS`, any case), sorted by
    file name, not recursing; hidden files (``.*``, e.g. macOS ``._x.jpg``) are ignored;
-4. a file with an image extension is one image;
-5. any other file is opened as a video with ``cv2.VideoCapture``.
+5. a file with an image extension is one image;
+6. any other file is opened as a video with ``cv2.VideoCapture``.
 
 An image that cannot be decoded stops iteration with :class:`ImageReadError` naming it, because
 a silently shorter result set is worse than a clear failure; pass ``skip_unreadable=True`` to
-log a warning and go on instead. A video or camera ends at the first frame it cannot deliver.
+log a warning and go on instead. A camera or live stream ends at the first frame it cannot
+deliver. A video file (or a stream that reports a frame count) that ends before its container's
+frame count is truncated or corrupt: :class:`TruncatedVideoError` after the frames it did give,
+unless ``tolerate_truncated=True``, which logs a warning instead. (OpenCV's count is exact for
+the usual containers; for a variable-frame-rate file whose container has no count it is an
+estimate, and such a file may need ``tolerate_truncated``.)
 
 Sources are single-threaded objects; use each from one thread.
 """
@@ -25,6 +33,9 @@ import contextlib
 import logging
 import math
 import os
+import re
+import urllib.parse
+import urllib.request
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +54,16 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 _DEFAULT_VIDEO_FPS = 30.0  # for writing when the source reports none (many cameras, some files)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+STREAM_TIMEOUT_MS = 10_000  # opening and reading a network stream: fail rather than hang
+
+
+class TruncatedVideoError(ImageReadError):
+    """A video that ended before its container's frame count (cut short or corrupt)."""
+
+    def __init__(self, path: str | os.PathLike, frames: int, total: int):
+        self.frames, self.total = frames, total
+        super().__init__(path, f"video ended after {frames} of {total} frames (truncated or corrupt)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,10 +142,13 @@ class _CaptureSource(Source):
     """Frames from a ``cv2.VideoCapture``, read as they are iterated: a stream, iterated once."""
 
     def __init__(self, capture: cv2.VideoCapture, stem: str, total: int | None,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, tolerate_truncated: bool = False, label: str | None = None):
         self._capture: cv2.VideoCapture | None = capture
         self.stem = stem
+        self.label = label or stem  # how messages name this input
         self.max_frames = max_frames
+        self.tolerate_truncated = tolerate_truncated
+        self._expected = total  # the container's count, before max_frames
         if max_frames is not None:
             total = max_frames if total is None else min(total, max_frames)
         self.total = total
@@ -145,8 +169,11 @@ class _CaptureSource(Source):
                 break  # end of file, or a camera that stopped delivering
             yield Frame(name=f"{self.stem}_{index:06d}", index=index, image=image)
             index += 1
-        if self.total is not None and index < self.total:
-            logger.info("%s %s ended after %d of %d frames", self.kind, self.stem, index, self.total)
+        if self.total is not None and index < self.total and self._capture is not None:
+            error = TruncatedVideoError(self.label, index, self._expected or self.total)
+            if not self.tolerate_truncated:
+                raise error
+            logger.warning("%s; kept the frames read", error)
 
     def close(self) -> None:
         if self._capture is not None:
@@ -159,16 +186,62 @@ class VideoSource(_CaptureSource):
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, max_frames: int | None = None, tolerate_truncated: bool = False):
         self.path = Path(path)
         capture = cv2.VideoCapture(os.fspath(self.path))
         if not capture.isOpened():
             capture.release()
             raise ImageReadError(self.path, "cannot open as a video (not an image extension "
                                  f"{_extension_list()}, and OpenCV cannot decode it as video)")
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        total = int(count) if math.isfinite(count) and count > 0 else None
-        super().__init__(capture, self.path.stem, total, max_frames)
+        super().__init__(capture, self.path.stem, _frame_count(capture), max_frames, tolerate_truncated,
+                         os.fspath(self.path))
+
+
+def _frame_count(capture: cv2.VideoCapture) -> int | None:
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if math.isfinite(count) and count > 0 else None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password (``rtsp://user:secret@host`` -> ``rtsp://user:***@host``)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class StreamSource(_CaptureSource):
+    """Frames of a network stream (RTSP, HTTP, ...) through OpenCV's FFmpeg backend, named
+    ``<stem>_<index:06d>``, where the stem is the URL's last path part (or its host), reduced to
+    file-name characters. A live stream runs until it stops delivering (or ``max_frames``);
+    opening and each read give up after :data:`STREAM_TIMEOUT_MS`."""
+
+    kind = "stream"
+
+    def __init__(self, url: str, *, max_frames: int | None = None, tolerate_truncated: bool = False):
+        self.url = url
+        self.name = stream_name(url)
+        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        if not capture.isOpened():
+            capture.release()
+            raise ImageReadError(redact_url(url), "cannot open the stream (unreachable, refused, timed out after "
+                                 f"{STREAM_TIMEOUT_MS // 1000} s, or a protocol OpenCV's FFmpeg does not read)")
+        super().__init__(capture, Path(self.name).stem or "stream", _frame_count(capture), max_frames,
+                         tolerate_truncated, redact_url(url))
+
+
+def stream_name(url: str) -> str:
+    """A file-name-safe name for a stream URL: its last path part, else its host."""
+    parts = urllib.parse.urlsplit(url)
+    name = urllib.parse.unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]) or parts.hostname or "stream"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "stream"
+
+
+def is_url(text: str) -> bool:
+    """Whether ``SOURCE`` is a URL (``scheme://``) rather than a path."""
+    return bool(_URL.match(text))
 
 
 class CameraSource(_CaptureSource):
@@ -203,22 +276,32 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def open_source(source: str | os.PathLike, *, max_frames: int | None = None,
-                skip_unreadable: bool = False) -> Source:
-    """Open ``SOURCE``: an image file, a folder of images, a video file, or a camera index.
+                skip_unreadable: bool = False, tolerate_truncated: bool = False) -> Source:
+    """Open ``SOURCE``: an image file, a folder of images, a video file, a camera index or a
+    stream URL.
 
     Args:
         source: see the module docstring for how it is interpreted.
-        max_frames: stop a video or camera after this many frames (ignored for images).
+        max_frames: stop a video, stream or camera after this many frames (ignored for images).
         skip_unreadable: for images, log and skip files that cannot be decoded instead of
             raising :class:`ImageReadError`.
+        tolerate_truncated: a video that ends before its frame count logs a warning instead of
+            raising :class:`TruncatedVideoError`.
 
     Raises:
         FileError: the path does not exist, or a folder holds no images.
-        ImageReadError: a video or camera cannot be opened.
+        ImageReadError: a video, stream or camera cannot be opened.
     """
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be >= 0, got {max_frames}")
     text = os.fspath(source)
+    if isinstance(source, str) and is_url(text):
+        parts = urllib.parse.urlsplit(text)
+        if parts.scheme.lower() != "file":
+            return StreamSource(text, max_frames=max_frames, tolerate_truncated=tolerate_truncated)
+        if parts.netloc not in ("", "localhost"):
+            raise FileError(text, "a file:// URL names a file on this machine (file:///path)")
+        text = urllib.request.url2pathname(parts.path)
     path = Path(text)
     if text.isdigit() and not path.exists():
         return CameraSource(int(text), max_frames=max_frames)
@@ -231,7 +314,7 @@ def open_source(source: str | os.PathLike, *, max_frames: int | None = None,
         return ImageSource(images, path.resolve().name, skip_unreadable=skip_unreadable)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSource([path], path.stem, skip_unreadable=skip_unreadable)
-    return VideoSource(path, max_frames=max_frames)
+    return VideoSource(path, max_frames=max_frames, tolerate_truncated=tolerate_truncated)
 
 
 class AnnotatedOutput:

@@ -111,8 +111,14 @@ def test_precision_with_the_plugin_graph(weights, precision, tmp_path, capsys):
     assert run(main, ["--cfg", "yolov3-tiny", "--weights", str(weights), "--size", "64", "--flavour", "plugin",
                       "--output", str(tmp_path / "t.engine")]) == 2
     capsys.readouterr()
-    assert run(main, ["--model", str(tmp_path / "tiny-plugin.onnx"), precision, *calib]) == 2
     again = tmp_path / f"tiny-plugin-{name}.onnx"
+    # the first build's quantized file is there: not regenerated over it without --force (issue 13)
+    before = again.read_bytes()
+    assert run(main, ["--model", str(tmp_path / "tiny-plugin.onnx"), precision, *calib]) == 2
+    assert _one_line(capsys) == (f"error: {again}: exists (an earlier build's ONNX?); pass --force to make it "
+                                 f"again, or build it as it is: python -m yolov3_trt.build --model {again}")
+    assert again.read_bytes() == before
+    assert run(main, ["--model", str(tmp_path / "tiny-plugin.onnx"), precision, *calib, "--force"]) == 2
     assert _one_line(capsys).endswith(f"--model {again} --batch 1:1:1")
     node = lambda path: onnx.load(str(path)).graph.node[-1]  # noqa: E731
     assert node(again).attribute == node(tmp_path / "tiny-plugin.onnx").attribute

@@ -97,7 +97,8 @@ def test_torch_model_flags_json_path_and_limit(model_files, tmp_path):
     assert report["dataset"]["images"] == 1 and report["model"]["backend"].startswith("onnxruntime")
     assert report["model"]["conf"] == 0.01
     assert (tmp_path / "out" / "pr_curve.png").is_file()
-    assert run(main, [*argv, "--backend", "torch"]) == 0
+    assert run(main, [*argv, "--backend", "torch"]) == 2  # the first run's files are there
+    assert run(main, [*argv, "--backend", "torch", "--force"]) == 0
     torch_report = json.loads(json_path.read_text())
     assert torch_report["model"]["backend"].startswith("torch")
     assert torch_report["metrics"] == pytest.approx(report["metrics"], abs=1e-6)

@@ -53,7 +53,7 @@ def test_fp16_with_output(model, tmp_path, capsys):
     (["{m}", "--int8", "--calib", "{c}", "--target", "cpu", "--calib-images", "2", "--size", "128"],
      "input is 96x96, not 128x128"),
     (["{m}", "--int8", "--calib", "{c}", "--calib-method", "percentile"], "not offered by ModelOpt"),
-    (["{m}", "--fp16", "--output", "{m}"], "would overwrite the source model"),
+    (["{m}", "--fp16", "--output", "{m}"], "is an input of this run; choose another --output"),
     (["{c}/img000.png", "--int8", "--calib", "{c}", "--target", "cpu", "--calib-images", "2"], "not a readable ONNX"),
 ])
 def test_user_errors_exit_2_with_one_line(model, tmp_path, capsys, argv, message):

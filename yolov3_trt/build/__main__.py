@@ -20,6 +20,7 @@ from typing import Sequence
 
 from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_quantize_args, check_quantize_args,
                           make_parser, positive_int, run)
+from ..cli.outputs import FORCE, OutputError, add_force_arg, check_output_file, existing_inputs, model_inputs
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 from .device import supports_aot_plugin, tensorrt_module
 from .sidecar import HARDWARE_COMPATIBILITY
@@ -51,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     add_postprocess_args(parser, DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET)
     g = parser.add_argument_group("engine")
     g.add_argument("--output", default=None, metavar="PATH",
-                   help="engine file (default: beside the ONNX, <onnx stem>.engine); the sidecar is PATH.json")
+                   help="engine file (default: beside the ONNX, <onnx stem>.engine); the sidecar is PATH.json; "
+                        "ONNX files made on the way go beside it")
+    add_force_arg(g, help="replace an existing engine and sidecar, and the exported or quantized ONNX files an "
+                          "earlier build left (never --model or another input)")
     g.add_argument("--flavour", choices=("auto", "raw", "end2end", "plugin"), default="auto",
                    help="graph exported from --cfg/--checkpoint; auto: plugin on TensorRT >= 10.9, else end2end")
     g.add_argument("--batch", type=parse_batch, default=(1, 1, 1), metavar="N|MIN:OPT:MAX",
@@ -183,12 +187,50 @@ def _build_flags(args: argparse.Namespace) -> str:
     return " ".join(flags)
 
 
+def _planned_onnx(args: argparse.Namespace, out_folder: Path, flavour: str | None) -> tuple[list[Path], Path]:
+    """(the ONNX files this build writes on the way, the ONNX it compiles), named as ``_export``,
+    ``_quantize`` and ``_quantize_under_tail`` name them."""
+    from ..export.tail import TAILS
+
+    precision = _precision(args) if args.fp16 or args.int8 else None
+    if args.model:
+        written = [out_folder / f"{Path(args.model).stem}-{precision}.onnx"] if precision else []
+        return written, written[-1] if written else Path(args.model)
+    stem = f"{Path(args.checkpoint or args.weights).stem}-{flavour}"
+    if precision and flavour in TAILS:
+        written = [out_folder / f"{stem}-{precision}.onnx"]
+    else:
+        written = [out_folder / f"{stem}.onnx"] + ([out_folder / f"{stem}-{precision}.onnx"] if precision else [])
+    return written, written[-1]
+
+
+def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | None) -> None:
+    """Every file the build writes, checked before any export, calibration or build (OutputError):
+    the ONNX made on the way, the engine and its sidecar; none may be an input."""
+    from .sidecar import sidecar_path
+
+    inputs = model_inputs(args) + existing_inputs(args.calib)
+    written, compiled = _planned_onnx(args, out_folder, flavour)
+    for path in written:
+        if path.exists() and not args.force:
+            raise OutputError(path, f"exists (an earlier build's ONNX?); pass {FORCE} to make it again, or build it "
+                                    f"as it is: python -m yolov3_trt.build --model {path}")
+        check_output_file(path, inputs=inputs, force=args.force)
+    engine = Path(args.output) if args.output else compiled.with_suffix(".engine")
+    for path in (engine, sidecar_path(engine)):
+        check_output_file(path, inputs=inputs + written, force=args.force)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _check_args(args)
     trt, _ = tensorrt_module()
     trt_version = None if trt is None else str(trt.__version__)
     out_folder = Path(args.output).parent if args.output else (Path(args.model).parent if args.model else Path("."))
+    if args.model and not Path(args.model).is_file():
+        raise UsageError(f"{args.model}: no such ONNX file")
+    flavour = None if args.model else _choose_flavour(args.flavour, trt_version)
+    _check_outputs(args, out_folder, flavour)
     from .pipeline import build_engine, read_onnx, require_tensorrt
 
     from ..export.tail import TAILS
@@ -209,7 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif precision:
             onnx_path = _quantize(args, onnx_path, out_folder)
     else:
-        flavour = _choose_flavour(args.flavour, trt_version)
         if precision and flavour in TAILS:
             source = Path(args.checkpoint or args.weights)
             onnx_path = _quantize_under_tail(

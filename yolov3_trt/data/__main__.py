@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from yolov3_trt.cli.common import make_parser, positive_int, run
+from yolov3_trt.cli.outputs import add_force_arg, check_output_file, check_output_folder, dataset_inputs
 from yolov3_trt.fileio import atomic_write_json
+
+logger = logging.getLogger("yolov3_trt.data")
 
 
 def parse_image_size(text: str) -> int | tuple[int, int] | range:
@@ -68,6 +73,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 def _summary(args: argparse.Namespace) -> int:
     from yolov3_trt.data.dataset import load_dataset
 
+    if args.json not in (None, "-"):
+        files, folders = dataset_inputs(args.path, args.names)
+        check_output_file(args.json, inputs=files, force=args.force, option="--json", input_folders=folders)
     summary = load_dataset(args.path, args.names).summary()
     if args.json == "-":
         print(json.dumps(summary, indent=2))
@@ -79,10 +87,14 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from yolov3_trt.data.synthetic import generate
+    from yolov3_trt.data.synthetic import MARKER, generate
 
+    check_output_folder(args.output, option="OUT")
+    if (Path(args.output) / MARKER).is_file():  # the generator's documented policy: its own earlier set goes
+        logger.info("replacing the synthetic dataset in %s (an earlier run's images and labels are removed)",
+                    args.output)
     dataset = generate(args.output, args.images, size=args.size, seed=args.seed, max_objects=args.max_objects,
-                       val_fraction=args.val_fraction, image_format=args.format, overwrite=args.overwrite,
+                       val_fraction=args.val_fraction, image_format=args.format, overwrite=args.force,
                        progress=not args.quiet)
     boxes = sum(len(s.classes) for s in dataset.samples)
     print(f"wrote {len(dataset)} images with {boxes} objects to {args.output}")
@@ -100,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--names", default=None, metavar="PATH",
                          help="class names file (default: classes.names or *.names beside the data)")
     summary.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON ('-': stdout)")
+    add_force_arg(summary, help="replace an existing --json file (never the dataset's own files)")
     summary.add_argument("-v", "--verbose", **verbose)
     summary.set_defaults(func=_summary)
 
@@ -114,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
                        help="also write train/val lists and COCO files with this fraction in val")
     synth.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")
-    synth.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    add_force_arg(synth, aliases=("--overwrite",),
+                  help="write into a folder that holds other files (this generator's own earlier output is "
+                       "always replaced, stale images included)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.add_argument("-v", "--verbose", **verbose)
     synth.set_defaults(func=_synthetic)

@@ -19,6 +19,8 @@ import numpy as np
 
 from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser,
                           positive_int, run)
+from ..cli.outputs import (StagedFiles, add_force_arg, check_output_file, check_output_folder, dataset_inputs,
+                           existing_inputs, model_inputs)
 from ..errors import YoloV3TrtError
 from ..fileio import atomic_write_json
 from .metrics import Evaluation, coco_metrics
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate the first N images only")
     g.add_argument("--output", default="runs/evaluate", metavar="DIR", help="folder for metrics.json and pr_curve.png")
     g.add_argument("--json", default=None, metavar="PATH", help="metrics JSON (default: OUTPUT/metrics.json)")
+    add_force_arg(g, help="replace the metrics, plot or --compare files of an earlier run (never an input)")
     g.add_argument("--plot-classes", type=int, default=5, metavar="N",
                    help="classes drawn beside the class-agnostic curve (most labelled first)")
     c = parser.add_argument_group("comparing precisions (FP32 / FP16 / INT8 files of one export)")
@@ -117,6 +120,29 @@ def _model_description(args: argparse.Namespace, detector) -> dict[str, Any]:
             "max_det": detector.max_det}
 
 
+COMPARE_FILES = ("compare.json", "compare.md", "compare.png")
+
+
+def _check_outputs(args: argparse.Namespace, data: str) -> tuple[Path, ...]:
+    """The files this run writes, each checked before any work: (metrics JSON, PR plot), or the
+    three --compare files. OutputError for a path that is an input, the wrong kind, unwritable,
+    or an earlier output without --force."""
+    output = Path(args.output)
+    files, folders = dataset_inputs(data, args.data_names)
+    inputs = files + model_inputs(args) + existing_inputs(args.calib, *(args.compare or ()))
+    if args.compare:
+        if args.json:
+            raise UsageError("--json is the metrics file of a single model; --compare writes OUTPUT/compare.json")
+        paths = tuple(output / name for name in COMPARE_FILES)
+    else:
+        paths = (Path(args.json) if args.json else output / "metrics.json", output / "pr_curve.png")
+    check_output_folder(output, inputs=inputs)
+    for path in paths:
+        option = "--json" if args.json and path == Path(args.json) else "--output"
+        check_output_file(path, inputs=inputs, force=args.force, option=option, input_folders=folders)
+    return paths
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..cli.models import build_detector
@@ -124,9 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = _data_path(args)
     if args.calib and not args.compare:
         raise UsageError("--calib is used only with --compare (per-layer error against the first model)")
+    paths = _check_outputs(args, data)
     dataset, samples = _load(args, data)
     if args.compare:
-        return _compare(args, data, dataset, samples, argv)
+        return _compare(args, data, dataset, samples, argv, paths)
     detector = build_detector(args)
     with detector:
         model = _model_description(args, detector)
@@ -142,20 +169,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for name, n, c in zip(dataset.names, counts, coco.pop("per_class"))]
     metrics = {**coco, **evaluation.global_ap(), **evaluation.per_image_ap()}
 
-    output = Path(args.output)
-    json_path = Path(args.json) if args.json else output / "metrics.json"
-    plot_path = output / "pr_curve.png"
+    json_path, plot_path = paths
     shown = [int(k) for k in np.argsort(-counts, kind="stable")[:max(args.plot_classes, 0)] if counts[k]]
     curves = [evaluation.pr_curve(None, label="all classes (global)")]
     curves += [evaluation.pr_curve(k, label=dataset.names[k]) for k in shown]
-    plot_pr_curves(curves, plot_path, title=f"{Path(model['path']).name} on {Path(data).name} (IoU 0.5)")
     command = "python -m yolov3_trt.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     report = {"metrics": metrics, "per_class": per_class, "model": model,
               "dataset": {"path": str(data), "source": dataset.source, "images": len(sizes),
                           "boxes": int(counts.sum()), "names": list(dataset.names)},
               "timing": {"detect_seconds": seconds, "images_per_second": len(sizes) / seconds if seconds else None},
               "command": command, "pr_curve": str(plot_path)}
-    atomic_write_json(json_path, _json_safe(report))
+    with StagedFiles(paths) as staged:  # the plot and the JSON appear together, or neither
+        plot_pr_curves(curves, staged[plot_path], title=f"{Path(model['path']).name} on {Path(data).name} (IoU 0.5)")
+        atomic_write_json(staged[json_path], _json_safe(report))
 
     print(f"{len(sizes)} images, {int(counts.sum())} boxes, {len(dataset.names)} classes; "
           f"{model['backend']}, conf {detector.conf}, iou {detector.iou}, max-det {detector.max_det}")
@@ -167,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int:
+def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths: tuple[Path, ...]) -> int:
     """--compare: the ONNX files side by side, and per-layer error with --calib."""
     from ..fileio import atomic_write_text
     from .compare import dumps, evaluate_models, format_layer_table, model_label, plot_comparison, table
@@ -197,7 +223,6 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int
                                          reference.size, reference.metadata.resize)
         others = {r["label"]: r["path"] for r in results[1:]}
         errors = layer_errors(args.compare[0], others, images)
-    output = Path(args.output)
     command = "python -m yolov3_trt.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     report = {"models": results, "reference": results[0]["label"], "layer_errors": errors,
               "dataset": {"path": str(data), "images": len(samples), "names": list(dataset.names)},
@@ -207,16 +232,18 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv) -> int
     text = table(results)
     if errors:
         text += "\n\nPer-layer relative RMS error against " + results[0]["label"] + ":\n\n" + format_layer_table(errors)
-    atomic_write_text(output / "compare.json", dumps(report))
-    atomic_write_text(output / "compare.md", text + "\n")
-    plot_comparison(results, errors, output / "compare.png", title=f"{len(samples)} images of {Path(data).name}")
+    json_path, md_path, png_path = paths
+    with StagedFiles(paths) as staged:
+        atomic_write_text(staged[json_path], dumps(report))
+        atomic_write_text(staged[md_path], text + "\n")
+        plot_comparison(results, errors, staged[png_path], title=f"{len(samples)} images of {Path(data).name}")
     print(table(results))
     if errors:
         for label, rows in errors.items():
             worst = max((r for r in rows if r["rel_error"] is not None), key=lambda r: r["rel_error"], default=None)
             if worst:
                 print(f"{label}: largest layer error {100 * worst['rel_error']:.2f}% at layer {worst['layer']}")
-    print(f"wrote {output / 'compare.json'}, {output / 'compare.md'}, {output / 'compare.png'}")
+    print(f"wrote {json_path}, {md_path}, {png_path}")
     return 0
 
 

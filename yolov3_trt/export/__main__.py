@@ -7,6 +7,7 @@ from typing import Sequence
 
 from ..cli.common import UsageError, add_model_args, add_postprocess_args, make_parser, run
 from ..cli.models import load_torch_model
+from ..cli.outputs import add_force_arg, check_not_input, check_output_file, existing_inputs, model_inputs
 from ..plugin.params import DEFAULT_DEVICE_CAPACITY, max_device_capacity
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 
@@ -21,7 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "EfficientNMS outputs (--conf/--iou/--max-det are baked in); plugin: the same as one "
                         "CUDA plugin node (TensorRT >= 10.9 only)")
     g.add_argument("--output", default=None, metavar="PATH",
-                   help="ONNX file to write (default: <weights or checkpoint stem>[-end2end|-plugin].onnx)")
+                   help="ONNX file to write (default: <weights or checkpoint stem>[-end2end|-plugin].onnx); an "
+                        "existing file needs --force, an input is never replaced")
+    add_force_arg(g, help="replace an existing --output ONNX (never one of the inputs)")
     g.add_argument("--batch", type=int, default=None, metavar="N", help="fixed batch size (default: dynamic)")
     g.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
     g.add_argument("--pre-nms-top-k", type=int, default=None, metavar="K",
@@ -39,13 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pre_nms_top_k is not None and args.pre_nms_top_k < 1:
         raise UsageError("--pre-nms-top-k must be >= 1")
 
+    source = args.checkpoint or args.weights
+    suffix = "" if args.flavour == "raw" else f"-{args.flavour}"
+    if source is None:  # load_torch_model says what is missing
+        output = None
+    else:
+        output = Path(args.output) if args.output else Path(f"{Path(source).stem}{suffix}.onnx")
+        check_output_file(output, inputs=model_inputs(args), force=args.force)
+
     from ..fileio import file_sha256
     from .onnx_export import export_onnx
 
     model, names = load_torch_model(args)
     source = args.checkpoint or args.weights
-    suffix = "" if args.flavour == "raw" else f"-{args.flavour}"
-    output = Path(args.output) if args.output else Path(f"{Path(source).stem}{suffix}.onnx")
+    check_not_input(output, existing_inputs(source))  # --weights by name is now the cached file
     meta = export_onnx(model, output, names, flavour=args.flavour, size=args.size, batch=args.batch,
                        opset=args.opset, conf=args.conf, iou=args.iou, max_det=args.max_det,
                        pre_nms_top_k=args.pre_nms_top_k, resize=args.resize, weights_sha256=file_sha256(source),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..cli.common import UsageError, add_quantize_args, check_quantize_args, make_parser, parse_size, run
+from ..cli.outputs import add_force_arg, check_output_file, check_writable_folder, existing_inputs
 
 SUFFIX = {"fp16": "-fp16", "tensorrt": "-int8-trt", "cpu": "-int8-cpu"}
 
@@ -29,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=parse_size, default=None, metavar="N|WxH",
                    help="check that the model's input is this size (default: the model's own)")
     g.add_argument("--output", default=None, metavar="PATH",
-                   help="ONNX to write (default: MODEL's stem + -fp16, -int8-trt or -int8-cpu)")
+                   help="ONNX to write (default: MODEL's stem + -fp16, -int8-trt or -int8-cpu, beside it); an "
+                        "existing file needs --force, the source model is never replaced")
+    add_force_arg(g, help="replace an existing --output ONNX (never MODEL)")
     return parser
 
 
@@ -47,8 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError("--target is used only with --int8 (one FP16 file serves every engine)")
     kind = "fp16" if args.fp16 else args.target
     output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")
-    if output.resolve() == Path(model).resolve():
-        raise UsageError(f"--output {output} would overwrite the source model")
+    check_output_file(output, inputs=existing_inputs(model, args.calib), force=args.force)
+    if args.calib_cache:
+        check_writable_folder(args.calib_cache, option="--calib-cache")
 
     from . import quantize_fp16, quantize_int8
     from .model_io import load_source

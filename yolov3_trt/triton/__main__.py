@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..cli.common import make_parser, positive_int, run
+from ..cli.outputs import add_force_arg, check_output_file, existing_inputs
 from .repository import TritonOptions, write_repository
 
 
@@ -25,6 +26,24 @@ def _batches(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
     return values
+
+
+MODEL_FILES = {".engine": "model.plan", ".plan": "model.plan", ".onnx": "model.onnx"}
+
+
+def _check_outputs(args: argparse.Namespace, options: TritonOptions) -> None:
+    """The repository files, checked before anything is copied (OutputError): not the model or
+    its sidecar, writable, and existing ones only with --force."""
+    if not Path(args.model).is_file():
+        return  # write_repository says so, before writing anything
+    folder = Path(args.output) / options.name
+    paths = [folder / "config.pbtxt", folder / "labels.txt"]
+    model_file = MODEL_FILES.get(Path(args.model).suffix.lower())
+    if model_file:  # another suffix: write_repository names the problem
+        paths.append(folder / str(options.version) / model_file)
+    inputs = existing_inputs(args.model, f"{args.model}.json")
+    for path in paths:
+        check_output_file(path, inputs=inputs, force=args.force)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,10 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="model instances (each its own execution context and stream)")
     parser.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance kind (cpu: ONNX only)")
     parser.add_argument("--version", type=positive_int, default=1, help="model version folder")
+    add_force_arg(parser, help="replace the files of an earlier repository for this model name and version "
+                               "(config.pbtxt, labels.txt, the model file); never --model")
     args = parser.parse_args(argv)
     options = TritonOptions(name=args.name or Path(args.model).stem, max_batch=args.max_batch,
                             instances=args.instances, kind=args.kind, preferred_batch=args.preferred_batch,
                             max_queue_delay_us=args.max_queue_delay_us, version=args.version)
+    _check_outputs(args, options)
     config = write_repository(args.model, args.output, options)
     print(f"wrote {config.parent}: {config.name}, labels.txt, {options.version}/ "
           f"(serve with: tritonserver --model-repository {args.output})")
