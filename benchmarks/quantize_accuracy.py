@@ -68,7 +68,7 @@ def main(argv=None) -> int:
             seconds[files[-1].stem] = time.perf_counter() - began
         evaluate_main([args.val, "--compare", str(fp32), str(tmp / "fp16.onnx"), *map(str, files),
                        "--calib", args.train, "--calib-images",
-                       str(args.layer_images), "--output", str(out)])
+                       str(args.layer_images), "--output", str(out), "--force"])  # this script's own results
     report = json.loads((out / "compare.json").read_text())
     fp32_ap50 = report["models"][0]["metrics"]["ap50"]
     checks = {}
