@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any, Sequence
 
@@ -61,6 +62,8 @@ def summarize(cfg_arg: str, classes: int | None, size: tuple[int, int] | None) -
         "bflops": round(sum(s.bflops for s in shapes), 6),
         "parameters": sum(s.parameters for s in shapes),
         "weights_bytes": expected_size(network),
+        # float32 outputs of every layer for one image: what the size limits (yolov3_trt.darknet.layers) bound
+        "activation_bytes": sum(4 * math.prod(s.output) for s in shapes),
     }
 
 

@@ -11,7 +11,9 @@ from conftest import DARKNET
 from yolov3_trt.cli.common import run
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.export.__main__ import main as export_main
-from yolov3_trt.export.onnx_export import export_onnx, fuse_batchnorm
+from yolov3_trt.errors import YoloV3TrtError
+from yolov3_trt.export import onnx_export
+from yolov3_trt.export.onnx_export import export_onnx, fuse_batchnorm, supported_opsets
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.names import COCO_NAMES
@@ -124,14 +126,70 @@ def test_export_cli(tmp_path, capsys):
     (["--cfg", "yolov3-tiny", "--weights", "nope.weights"], "nope.weights: no such weights file"),
     (["--cfg", "yolov3-tiny", "--weights", "{w}", "--conf", "0.3"], "baked in only with --flavour end2end"),
     (["--cfg", "yolov3-tiny", "--weights", "{w}", "--flavour", "end2end", "--max-det", "5000"], "max_det=5000"),
-    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--opset", "13"], "opset 13 is too old"),
+    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--opset", "13"], "opset 13 is not supported: yolov3_trt exports "
+                                                                     "opset 17 to"),
+    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--opset", "99"], "opset 99 is not supported"),
+    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--opset", str(supported_opsets()[-1] + 1)], "is not supported"),
+    (["--cfg", "yolov3", "--weights", "{w}", "--size", "99999968"], "argument --size: '99999968': each side must be "
+                                                                    "at most 8192 px"),
+    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--size", "100"], "argument --size: '100': width and height must"),
+    (["--cfg", "{big_cfg}", "--weights", "{w}"], "big.cfg:2: [net] width=99999968 must be <= 8192 px"),
+    (["--cfg", "{wide_cfg}", "--weights", "{w}"], "wide.cfg:4: layer 0 [convolutional] at input 64x64: weights "
+                                                  "2000000000x3x3x3"),
+    (["--cfg", "yolov3-tiny", "--weights", "{w}", "--classes", "1000000000"], "values exceed 2,147,483,647"),
 ])
 def test_export_cli_errors(argv, words, tmp_path, capsys):
     realistic_model("yolov3-tiny", tmp_path)
     weights = str(tmp_path / "yolov3-tiny.weights")
     out = tmp_path / "out.onnx"
-    argv = [a.replace("{w}", weights) for a in argv] + ["--output", str(out)]
-    assert run(export_main, argv) == 2
+    (tmp_path / "big.cfg").write_text("[net]\nwidth=99999968\nheight=416\n[convolutional]\n")
+    (tmp_path / "wide.cfg").write_text("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=2000000000\nsize=3\n")
+    argv = [a.replace("{w}", weights).replace("{big_cfg}", str(tmp_path / "big.cfg"))
+            .replace("{wide_cfg}", str(tmp_path / "wide.cfg")) for a in argv] + ["--output", str(out)]
+    try:
+        code = run(export_main, argv)
+    except SystemExit as exit_:  # argparse refused the flag (one line too: yolov3_trt.cli.common.ArgumentParser)
+        code = exit_.code
+    assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and words in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
     assert list(tmp_path.glob("*.onnx")) == [] and list(tmp_path.glob(".*")) == []
+
+
+def test_supported_opsets_are_the_installed_exporters():
+    import torch.onnx._constants as torch_onnx
+
+    opsets = supported_opsets()
+    assert opsets[0] == 17 and opsets[-1] == min(torch_onnx.ONNX_MAX_OPSET, onnx.defs.onnx_opset_version())
+
+
+@pytest.mark.parametrize("opset", [16, supported_opsets()[-1] + 1, 99, "17", 17.0, True])
+def test_export_refuses_opsets_outside_the_range_before_tracing(opset, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("traced"))
+    with pytest.raises(YoloV3TrtError, match=r"opset .* is not supported: yolov3_trt exports opset 17 to \d+ here"):
+        export_onnx(YoloV3.from_cfg("yolov3-tiny"), tmp_path / "m.onnx", COCO_NAMES, opset=opset)
+    assert not list(tmp_path.iterdir())
+
+
+def test_newest_supported_opset_exports_and_runs(tmp_path):
+    path = tmp_path / "newest.onnx"
+    model = YoloV3.from_cfg("yolov3-tiny").eval()
+    export_onnx(model, path, COCO_NAMES, size=(64, 64), opset=supported_opsets()[-1], flavour="end2end")
+    assert onnx.load(str(path)).opset_import[0].version == supported_opsets()[-1]
+    assert len(session(path).run(None, {"images": np.zeros((1, 3, 64, 64), np.float32)})) == 4
+
+
+@pytest.mark.parametrize("size, batch, free, words", [
+    ((640, 640), 1, 2**30, r"exporting at input 640x640 \(batch 1\) needs about 0.1 GiB of memory \(2x its 0.1 GiB of "
+                           r"layer outputs\), 1.0 GiB is available here"),  # patched below: 10 MiB free
+    ((640, 640), 1000, None, r"batch 1000 at input 640x640: the layer outputs would take 72.3 GiB, over the 64 "
+                             r"GiB limit"),
+    ((128, 128), 0, None, "batch 0 must be an integer >= 1"),
+])
+def test_export_refuses_what_cannot_fit_in_memory_before_tracing(size, batch, free, words, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: pytest.fail("traced"))
+    if free is not None:  # a machine with little memory left
+        monkeypatch.setattr(onnx_export, "available_memory", lambda: 10 * 2**20)
+        words = words.replace("1.0 GiB", "0.0 GiB")
+    with pytest.raises(YoloV3TrtError, match=words):
+        export_onnx(YoloV3.from_cfg("yolov3-tiny"), tmp_path / "m.onnx", COCO_NAMES, size=size, batch=batch)

@@ -1,18 +1,48 @@
 """Argument groups every tool shares and the wrapper that turns user errors into exit code 2.
 
 Flags mean the same thing in every tool (DESIGN.md section 2), so each tool builds its parser
-from these groups instead of declaring its own spelling.
+from these groups instead of declaring its own spelling. :func:`run` prints every user error as
+one line: the project's own errors, a flag argparse refuses, and an optional package that the
+runtime-only install (``pip install .``) lacks, with the extra that brings it.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
+from ..darknet.layers import MAX_INPUT_SIDE
 from ..errors import YoloV3TrtError
 
 EXIT_USER_ERROR = 2
+
+# Import name -> (requirement as setup.py spells it, extras bringing it, in the order to suggest).
+# tests/test_options.py checks this against setup.py's extras. Modules of the base install are
+# listed too: missing, they mean a broken install rather than a missing extra.
+OPTIONAL_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "torch": ("torch>=2.1", ("train",)),
+    "onnx": ("onnx>=1.15", ("train", "quantize", "trt")),
+    "onnxslim": ("onnxslim>=0.1.30", ("train", "quantize")),
+    "pycocotools": ("pycocotools>=2.0.7", ("train",)),
+    "modelopt": ("nvidia-modelopt>=0.47,<0.48", ("quantize",)),
+    "onnx_graphsurgeon": ("onnx-graphsurgeon>=0.6.1", ("quantize",)),
+    "polygraphy": ("polygraphy>=0.53.4", ("quantize",)),
+    "onnxscript": ("onnxscript", ("quantize",)),
+    "ml_dtypes": ("ml_dtypes", ("quantize",)),
+    "lief": ("lief", ("quantize",)),
+    "tensorrt": ("tensorrt>=10.3", ("trt",)),
+    "cuda": ("cuda-python>=12.6,<13", ("trt",)),
+    "torchvision": ("torchvision", ("dev",)),
+    "tritonclient": ("tritonclient[grpc]>=2.40", ("dev",)),
+}
+BASE_MODULES: dict[str, str] = {"numpy": "numpy>=1.23", "cv2": "opencv-python-headless>=4.8",
+                                "onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60",
+                                "matplotlib": "matplotlib>=3.6"}
+# A tool's own extra, preferred when a module comes with several (onnx: train, quantize, trt).
+TOOL_EXTRAS: dict[str, str] = {"export": "train", "train": "train", "detect": "train", "evaluate": "train",
+                               "anchors": "train", "quantize": "quantize", "build": "trt"}
 
 
 class UsageError(YoloV3TrtError):
@@ -33,6 +63,8 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
     if width <= 0 or height <= 0 or width % 32 or height % 32:
         raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32")
+    if max(width, height) > MAX_INPUT_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be at most {MAX_INPUT_SIDE} px")
     return width, height
 
 
@@ -56,6 +88,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (``positive_int`` is ``int_at_least(1)``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
+        return value
+    return parse
+
+
+def one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type for one item of a comma-separated list (argparse's ``choices`` sees the whole list)."""
+    def parse(text: str) -> str:
+        if text.strip() not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {text.strip()!r} (choose from {', '.join(choices)})")
+        return text.strip()
+    return parse
+
+
+def comma_list(convert: Callable[[str], Any]) -> Callable[[str], list]:
+    """An argparse type: comma-separated values, each through ``convert`` (``320,416`` -> [320, 416])."""
+    def parse(text: str) -> list:
+        values = [convert(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+        return values
+    return parse
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except the empty ones ("None", "False") that say nothing."""
 
@@ -65,8 +129,19 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (``error: argument --size: ...``), exit 2.
+
+    argparse prints the whole usage block before its error; for tools with thirty flags that
+    buries the one line that matters, and the contract is one line per user error.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
 
@@ -157,14 +232,60 @@ def check_quantize_args(args: argparse.Namespace) -> None:
         raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} used only with --int8")
 
 
+def _tool_name(main: Callable) -> str:
+    """``python -m yolov3_trt.export`` for export's main; a script's file name for a script."""
+    module = getattr(main, "__module__", None) or "__main__"
+    if module == "__main__":  # python -m yolov3_trt.export runs the module as __main__; its spec has the name
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None or not spec.name:
+            return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "this tool"
+        module = spec.name
+    return "python -m " + module.removesuffix(".__main__")
+
+
+def missing_module_message(err: ModuleNotFoundError, tool: str = "this tool") -> str | None:
+    """The one-line advice for an optional package that is not installed, or None for any other module.
+
+    ``tool`` ("python -m yolov3_trt.export") picks the extra when the module comes with several.
+    """
+    name = err.name or ""
+    top = name.split(".")[0]
+    if top in BASE_MODULES:
+        return (f"{tool} needs {name}, which is missing although the base install includes it: "
+                f"pip install \"{BASE_MODULES[top]}\" (or reinstall yolov3_trt: pip install .)")
+    if top not in OPTIONAL_MODULES:
+        return None
+    requirement, extras = OPTIONAL_MODULES[top]
+    preferred = TOOL_EXTRAS.get(tool.rsplit(".", 1)[-1])
+    extra = preferred if preferred in extras else extras[0]
+    distribution = requirement.split(">")[0].split("<")[0].split("[")[0]
+    what = name if distribution == name else f"{name} ({distribution})"
+    if extra == "dev":
+        return f"{tool} needs {what}, which no install of yolov3_trt but [dev] brings: pip install \"{requirement}\""
+    jetpack = " (on a Jetson, use JetPack's TensorRT instead)" if top == "tensorrt" else ""
+    return (f"{tool} needs {what}, which the runtime install does not include: "
+            f"pip install \".[{extra}]\" (from the yolov3_trt checkout){jetpack}")
+
+
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a tool's ``main``: user errors print one line to stderr and return 2; Ctrl-C returns 130."""
+    """Run a tool's ``main``: user errors print one line to stderr and return 2; Ctrl-C returns 130.
+
+    A ModuleNotFoundError for an optional package (torch, onnx, modelopt, tensorrt, ...) is a user
+    error too: the runtime-only install lacks it, and the line names the extra to install. Any other
+    missing module is a bug and keeps its traceback.
+    """
     verbose = "-v" in (sys.argv[1:] if argv is None else argv) or "--verbose" in (sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return main(argv)
     except YoloV3TrtError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as err:
+        message = missing_module_message(err, _tool_name(main))
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ at any input size. Nothing here needs torch, so the runtime and ``info`` stay li
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -16,6 +17,14 @@ from .cfg import DarknetCfg, Section
 logger = logging.getLogger(__name__)
 
 ACTIVATIONS = ("linear", "leaky", "relu", "logistic")
+
+# Sizes no tool can run, refused with the numbers before anything is allocated (a cfg with
+# width=99999968 or filters=2000000000 otherwise dies deep inside torch's allocator).
+MAX_INPUT_SIDE = 8192             # px, width and height: beyond 8K video; tile larger images
+MAX_TENSOR_ELEMENTS = 2**31 - 1   # one layer's output (per image) or weight tensor: int32-indexed
+                                  # in TensorRT (its volume limit) and in many CUDA kernels
+MAX_ACTIVATION_BYTES = 64 * 2**30  # every layer output of one image, float32 (yolov3 at 608: 0.45 GiB)
+MAX_FILE_VALUES = 2**29           # float32 values stored (2 GiB: one ONNX protobuf's limit; yolov3: 62M)
 
 # [net] holds training settings Darknet reads in many places; unknown ones are only warned about.
 NET_OPTIONS = frozenset(
@@ -156,10 +165,13 @@ class _Reader:
         except ValueError:
             raise self.error(f"bad value {key}={raw!r}: expected {what}", key) from None
 
-    def int(self, key: str, default: int | None = None, minimum: int | None = None) -> int:
+    def int(self, key: str, default: int | None = None, minimum: int | None = None,
+            maximum: int | None = None, why: str = "") -> int:
         value = self._get(key, default, int, "an integer")
         if minimum is not None and value < minimum:
             raise self.error(f"{key}={value} must be >= {minimum}", key)
+        if maximum is not None and value > maximum:
+            raise self.error(f"{key}={value} must be <= {maximum}{why}", key)
         return value
 
     def float(self, key: str, default: float | None = None) -> float:
@@ -259,13 +271,26 @@ class Network:
                 for i, spec in enumerate(self.layers) if isinstance(spec, YoloSpec)]
 
     def shapes(self, width: int | None = None, height: int | None = None) -> list[LayerShape]:
-        """Every layer's input and output shape at ``width`` x ``height`` (default: the cfg's)."""
+        """Every layer's input and output shape at ``width`` x ``height`` (default: the cfg's).
+
+        CfgError (one line, with the numbers) when the network cannot be run at that size: a side
+        over :data:`MAX_INPUT_SIDE`, a layer output or weight tensor over
+        :data:`MAX_TENSOR_ELEMENTS`, activations over :data:`MAX_ACTIVATION_BYTES` per image, or
+        more than :data:`MAX_FILE_VALUES` weights. Nothing is allocated, so tools call this first.
+        """
         from ..errors import CfgError
 
         width = width or self.net.width
         height = height or self.net.height
+        if max(width, height) > MAX_INPUT_SIDE:
+            raise CfgError(self.source, f"input {width}x{height} is too large: each side must be at most "
+                                        f"{MAX_INPUT_SIDE} px (tile larger images)")
         out: list[LayerShape] = []
         prev = (self.net.channels, height, width)
+        if math.prod(prev) > MAX_TENSOR_ELEMENTS:
+            raise CfgError(self.source, f"input {width}x{height}x{self.net.channels} = {math.prod(prev):,} values "
+                                        f"per image exceed {MAX_TENSOR_ELEMENTS:,}, the most one tensor may hold")
+        activations = stored = 0
 
         def fail(i: int, problem: str) -> CfgError:
             return CfgError(self.source, f"layer {i} [{self.types[i]}] at input {width}x{height}: {problem}",
@@ -280,6 +305,9 @@ class Network:
                 oh = (h + 2 * spec.padding - spec.size) // spec.stride + 1
                 ow = (w + 2 * spec.padding - spec.size) // spec.stride + 1
                 weights = spec.filters * (c // spec.groups) * spec.size * spec.size
+                if weights > MAX_TENSOR_ELEMENTS:
+                    raise fail(i, f"weights {spec.filters}x{c // spec.groups}x{spec.size}x{spec.size} = "
+                                  f"{weights:,} values exceed {MAX_TENSOR_ELEMENTS:,}, the most one tensor may hold")
                 bflops = 2.0 * weights * oh * ow / 1e9
                 params = weights + spec.filters * (2 if spec.batch_normalize else 1)
                 values = weights + spec.filters * (4 if spec.batch_normalize else 1)
@@ -315,9 +343,27 @@ class Network:
                 shape = prev
             if min(shape) < 1:
                 raise fail(i, f"output shape {shape} is empty: the input is too small")
+            elements = math.prod(shape)
+            if elements > MAX_TENSOR_ELEMENTS:
+                raise fail(i, f"output {shape[0]}x{shape[1]}x{shape[2]} = {elements:,} values per image exceed "
+                              f"{MAX_TENSOR_ELEMENTS:,}, the most one tensor may hold")
+            activations += 4 * elements
+            stored += values
             out.append(LayerShape(i, self.types[i], spec, prev, shape, bflops, params, values))
             prev = shape
+        if activations > MAX_ACTIVATION_BYTES:
+            raise CfgError(self.source, f"at input {width}x{height} the layer outputs of one image take "
+                                        f"{activations / 2**30:.1f} GiB (float32), over the "
+                                        f"{MAX_ACTIVATION_BYTES // 2**30} GiB limit: use a smaller input size")
+        if stored > MAX_FILE_VALUES:
+            raise CfgError(self.source, f"{stored:,} weights ({4 * stored / 2**30:.1f} GiB as float32) exceed "
+                                        f"{MAX_FILE_VALUES:,} (2 GiB, the most one ONNX file holds): "
+                                        "fewer or narrower layers")
         return out
+
+    def activation_bytes(self, width: int | None = None, height: int | None = None) -> int:
+        """Bytes of every layer output of one image at ``width`` x ``height``, float32 (checked by shapes)."""
+        return sum(4 * math.prod(s.output) for s in self.shapes(width, height))
 
     @property
     def file_values(self) -> int:
@@ -332,7 +378,9 @@ def build_network(cfg: DarknetCfg) -> Network:
         if key not in NET_OPTIONS:
             logger.warning("%s:%s: [net] option %r is not a Darknet option; ignored",
                            cfg.source, cfg.net.line_of(key), key)
-    net = NetSpec(r.int("width", 0, minimum=0), r.int("height", 0, minimum=0), r.int("channels", 3, minimum=1))
+    side = " px, the largest input side yolov3_trt runs"
+    net = NetSpec(r.int("width", 0, minimum=0, maximum=MAX_INPUT_SIDE, why=side),
+                  r.int("height", 0, minimum=0, maximum=MAX_INPUT_SIDE, why=side), r.int("channels", 3, minimum=1))
     if not cfg.layers:
         raise cfg.error("the cfg has a [net] section but no layers")
     layers = tuple(_parse_layer(_Reader(cfg, s), i) for i, s in enumerate(cfg.layers))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import numbers
 import os
 import warnings
 from typing import Sequence
@@ -18,6 +19,7 @@ from typing import Sequence
 import onnx
 import torch
 
+from ..darknet.layers import MAX_ACTIVATION_BYTES
 from ..errors import YoloV3TrtError
 from ..fileio import atomic_path
 from ..metadata import ModelMetadata
@@ -30,7 +32,61 @@ from .plugin_node import append_plugin
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
+MIN_OPSET = 17  # the end2end and plugin tails are written for opset 17's operator set and newer
 INPUT_NAME = "images"
+
+
+def supported_opsets() -> range:
+    """The opsets export can write here: 17 up to the newest both the installed torch exporter and
+    the installed onnx know (torch 2.14 and onnx 1.23: 17..23)."""
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET as torch_max  # private, but the exporter's own limit
+    except ImportError:
+        torch_max = 18  # torch 2.1's maximum, the oldest torch setup.py allows
+    return range(MIN_OPSET, min(int(torch_max), onnx.defs.onnx_opset_version()) + 1)
+
+
+def check_opset(opset: int) -> None:
+    """YoloV3TrtError naming the supported range unless ``opset`` is in it."""
+    opsets = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral) or opset not in opsets:
+        raise YoloV3TrtError(f"opset {opset!r} is not supported: yolov3_trt exports opset {opsets[0]} to "
+                             f"{opsets[-1]} here (torch {torch.__version__.split('+')[0]}, onnx {onnx.__version__})")
+
+
+# Tracing holds about twice the layer outputs of the traced batch (measured: yolov3-tiny at
+# 1024 -> 2048 px adds 0.56 GiB of outputs and 1.2 GB of peak RSS).
+TRACE_MEMORY_FACTOR = 2
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation here (Linux MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_export_memory(network, width: int, height: int, batch: int = 1) -> None:
+    """YoloV3TrtError with the numbers when tracing ``network`` at this size cannot fit in memory here:
+    the process would be killed (or torch's allocator fail) minutes in, with no message."""
+    outputs = batch * network.activation_bytes(width, height)  # also refuses sizes over the hard limits
+    if outputs > MAX_ACTIVATION_BYTES:
+        raise YoloV3TrtError(f"batch {batch} at input {width}x{height}: the layer outputs would take "
+                             f"{outputs / 2**30:.1f} GiB, over the {MAX_ACTIVATION_BYTES // 2**30} GiB limit; "
+                             "export a dynamic batch or a smaller size")
+    need, free = TRACE_MEMORY_FACTOR * outputs, available_memory()
+    if free is not None and need > free:
+        raise YoloV3TrtError(f"exporting at input {width}x{height} (batch {batch}) needs about {need / 2**30:.1f} GiB "
+                             f"of memory ({TRACE_MEMORY_FACTOR}x its {outputs / 2**30:.1f} GiB of layer outputs), "
+                             f"{free / 2**30:.1f} GiB is available here: use a smaller size")
 
 
 def fuse_batchnorm(model: YoloV3) -> YoloV3:
@@ -72,18 +128,20 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     ``pre_nms_top_k`` None: 3840 for end2end (TensorRT's TopK limit), 1024 for plugin (the
     kernel keeps its candidates in 48 KB of shared memory: at most 1866).
     """
+    check_opset(opset)
     if flavour not in ("raw", "end2end", "plugin"):
         raise YoloV3TrtError(f"unknown flavour {flavour!r}: use raw, end2end or plugin")
     if not model.heads:
         raise YoloV3TrtError(f"{model.cfg.source} has no [yolo] layers: nothing to export as a detector")
     if len(names) != model.num_classes:
         raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
-    if opset < 17:
-        raise YoloV3TrtError(f"opset {opset} is too old: yolov3_trt exports opset 17 or newer")
     if pre_nms_top_k is None:
         pre_nms_top_k = DEFAULT_DEVICE_CAPACITY if flavour == "plugin" else DEFAULT_PRE_NMS_TOP_K
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
+        raise YoloV3TrtError(f"batch {batch!r} must be an integer >= 1 (None: a dynamic batch axis)")
     width, height = size or model.input_size
-    shapes = model.network.shapes(width, height)  # validates the size for this cfg
+    shapes = model.network.shapes(width, height)  # validates the size for this cfg (and its hard limits)
+    check_export_memory(model.network, width, height, batch or 1)  # before torch allocates anything
     grids = [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in model.heads]
     outputs = [f"head{i}" for i in range(len(model.heads))]
     example = torch.zeros(batch or 1, model.network.net.channels, height, width)
