@@ -181,3 +181,116 @@ def test_backend_options_reach_the_backend_and_unknown_ones_are_refused(models, 
         _same(plain.detect(images[0]), basic.detect(images[0]), atol=1e-3)
     with pytest.raises(YoloV3TrtError, match="not understood by the onnxruntime backend"):
         Detector(onnx_path, backend="onnxruntime", backend_options={"cuda_graph": True})
+
+
+def _one_line(err) -> str:
+    message = str(err.value)
+    assert "\n" not in message and isinstance(err.value, YoloV3TrtError) and isinstance(err.value, ValueError)
+    return message
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"iou": -1}, "iou=-1 is not an IoU threshold in [0, 1]"),
+    ({"iou": 5}, "iou=5 is not an IoU threshold in [0, 1]"),
+    ({"conf": 1.5}, "conf=1.5 is not a score threshold in [0, 1]"),
+    ({"conf": float("nan")}, "conf=nan"),
+    ({"conf": "0.3"}, "conf='0.3'"),
+    ({"max_det": 0}, "max_det=0: expected an integer >= 1"),
+    ({"max_det": 2.5}, "max_det=2.5"),
+    ({"max_det": True}, "max_det=True"),
+    ({"threads": 0}, "threads=0"),
+    ({"device": "gpu"}, "device 'gpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ({"device": "cuda:1"}, "device 'cuda:1': the onnxruntime backend takes 'cuda'"),
+    ({"backend_options": ["optimization"]}, "backend_options=['optimization']: expected a dict"),
+])
+def test_detector_refuses_settings_the_cli_refuses(models, kwargs, words):
+    from yolov3_trt.runtime.backends import DeviceError
+    from yolov3_trt.runtime.detector import DetectorArgumentError
+
+    with pytest.raises((DetectorArgumentError, DeviceError)) as err:
+        Detector(models["folder"] / "raw.onnx", **kwargs)
+    assert words in _one_line(err)
+
+
+@pytest.mark.parametrize("path, words", [
+    (None, "model_path=None: expected the path of an .onnx file, a TensorRT engine or a checkpoint (for an in-memory "
+           "YoloV3, use Detector.from_model(model, names))"),
+    (3, "model_path=3: expected the path"),
+])
+def test_detector_without_a_path(path, words):
+    from yolov3_trt.runtime.detector import DetectorArgumentError
+
+    with pytest.raises(DetectorArgumentError) as err:
+        Detector(path)
+    assert _one_line(err) == words or words in _one_line(err)
+
+
+def test_from_model_takes_an_int_size_as_square(models, images):
+    with Detector.from_model(models["model"], COCO_NAMES, size=320, conf=CONF) as square, \
+            Detector.from_model(models["model"], COCO_NAMES, size=(320, 320), conf=CONF) as pair:
+        assert square.input_size == pair.input_size == (320, 320)
+        _same(square.detect(images[0]), pair.detect(images[0]), atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"size": 100}, "size=100: width and height must be multiples of 32 from 32 to 8192"),
+    ({"size": (320, 100)}, "size=(320, 100): width and height must be multiples of 32"),
+    ({"size": 99999968}, "size=99999968: width and height must be multiples of 32 from 32 to 8192"),
+    ({"size": "416"}, "size='416': expected N or (width, height), integers"),
+    ({"size": (416,)}, "size=(416,): expected N or (width, height)"),
+    ({"iou": 5}, "iou=5"),
+    ({"max_det": 0}, "max_det=0"),
+    ({"device": "tpu"}, "device 'tpu'"),
+])
+def test_from_model_refuses_bad_arguments(models, kwargs, words):
+    from yolov3_trt.runtime.backends import DeviceError
+    from yolov3_trt.runtime.detector import DetectorArgumentError
+
+    with pytest.raises((DetectorArgumentError, DeviceError)) as err:
+        Detector.from_model(models["model"], COCO_NAMES, **kwargs)
+    assert words in _one_line(err)
+    with pytest.raises(DetectorArgumentError, match="model=NoneType: expected a yolov3_trt YoloV3 module"):
+        Detector.from_model(None, COCO_NAMES)
+    with pytest.raises(DetectorArgumentError, match="names='person': expected a sequence"):
+        Detector.from_model(models["model"], "person")
+
+
+def _gpu_here() -> tuple[bool, bool]:
+    import onnxruntime as ort
+    import torch
+
+    return torch.cuda.is_available(), "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def test_cuda_without_a_gpu_is_refused_not_run_on_the_cpu(models):
+    from yolov3_trt.runtime.backends import DeviceError
+
+    torch_gpu, ort_gpu = _gpu_here()
+    folder = models["folder"]
+    cases = []
+    if not ort_gpu:
+        cases.append((lambda: Detector(folder / "raw.onnx", device="cuda"),
+                      "device 'cuda': onnxruntime 1"))  # the version, then "has no CUDA provider"
+    if not torch_gpu:
+        cases += [(lambda: Detector(folder / "tiny.pt", device="cuda"), "device 'cuda': torch 2"),
+                  (lambda: Detector.from_model(models["model"], COCO_NAMES, device="cuda:0"), "sees no CUDA GPU here")]
+    if not cases:
+        pytest.skip("a GPU is visible to both onnxruntime and torch here")
+    for make, words in cases:
+        with pytest.raises(DeviceError) as err:
+            make()
+        assert words in _one_line(err) and "use device='cpu' or 'auto'" in str(err.value)
+
+
+def test_a_cuda_session_that_fell_back_to_the_cpu_is_refused():
+    """onnxruntime-gpu lists its CUDA provider even where it cannot load it (no driver) and falls back."""
+    from yolov3_trt.runtime.backends import DeviceError, check_loaded_device
+
+    class FellBack:
+        name, description = "onnxruntime", "onnxruntime (CPUExecutionProvider)"
+
+    with pytest.raises(DeviceError, match="could not use the GPU and fell back to onnxruntime "
+                                          r"\(CPUExecutionProvider\)"):
+        check_loaded_device(FellBack(), "cuda")
+    check_loaded_device(FellBack(), "auto")  # auto may run on the CPU
+    check_loaded_device(FellBack(), "cpu")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import numbers
 import os
 import threading
 import time
@@ -11,17 +12,55 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..darknet.layers import YoloHead
+from ..darknet.layers import MAX_INPUT_SIDE, YoloHead
 from ..detections import Detections
 from ..errors import FileError, YoloV3TrtError
 from ..metadata import ModelMetadata
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
 from ..preprocess import preprocess
-from .backends import backend_class, choose
+from .backends import DeviceError, backend_class, check_device, check_loaded_device, choose
 from .backends.base import Backend
 
 logger = logging.getLogger(__name__)
 POSTPROCESSORS = ("auto", "plugin", "numpy")
+__all__ = ["Detector", "DetectorArgumentError", "DeviceError"]
+
+
+class DetectorArgumentError(YoloV3TrtError, ValueError):
+    """A Detector argument outside its range (``iou=5``, ``max_det=0``, ``size=100``, a None path)."""
+
+
+def _check_threshold(name: str, value: float | None, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise DetectorArgumentError(f"{name}={value!r} is not {what} in [0, 1]")
+
+
+def _check_settings(conf: float | None, iou: float | None, max_det: int | None, threads: int | None) -> None:
+    """DetectorArgumentError for thresholds the CLI would refuse too (--conf, --iou, --max-det)."""
+    _check_threshold("conf", conf, "a score threshold")
+    _check_threshold("iou", iou, "an IoU threshold")
+    for name, value in (("max_det", max_det), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+            raise DetectorArgumentError(f"{name}={value!r}: expected an integer >= 1")
+
+
+def _input_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``416`` -> (416, 416); ``(608, 416)`` (width, height) as is; None stays None (the cfg's size)."""
+    if size is None:
+        return None
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        pair = (int(size), int(size))
+    elif (isinstance(size, Sequence) and not isinstance(size, str) and len(size) == 2
+          and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size)):
+        pair = (int(size[0]), int(size[1]))
+    else:
+        raise DetectorArgumentError(f"size={size!r}: expected N or (width, height), integers")
+    if min(pair) < 1 or pair[0] % 32 or pair[1] % 32 or max(pair) > MAX_INPUT_SIDE:
+        raise DetectorArgumentError(f"size={size!r}: width and height must be multiples of 32 from 32 to "
+                                    f"{MAX_INPUT_SIDE}")
+    return pair
 
 
 def _choose_postprocessor(name: str, anchors: Sequence[Sequence[tuple[float, float]]]):
@@ -68,6 +107,15 @@ class Detector:
     ``backend_options`` go to the backend as keyword arguments, e.g. for ``tensorrt``:
     ``stream`` (a raw ``cudaStream_t`` as an int), ``cuda_graph=True``, ``verify_hash=False``.
 
+    ``conf`` and ``iou`` are in [0, 1] and ``max_det`` >= 1, as on the command line; None takes
+    the model's (end2end graphs) or the package's default. ``device``: ``"auto"`` runs on a GPU
+    when the backend finds one and on the CPU otherwise; ``"cpu"``; ``"cuda"`` (or ``"cuda:N"``
+    for the torch and tensorrt backends) runs on the GPU or refuses with :class:`DeviceError`
+    (no GPU, a CPU-only onnxruntime or torch, or a CUDA provider that fell back to the CPU): it
+    never falls back to the CPU silently. Arguments out of range raise
+    :class:`DetectorArgumentError`; both are :class:`~yolov3_trt.errors.YoloV3TrtError` (and
+    ``ValueError``) with a one-line message.
+
     Use as a context manager, or call :meth:`close`, to free the model.
     """
 
@@ -75,10 +123,18 @@ class Detector:
                  iou: float | None = None, max_det: int | None = None, device: str = "auto",
                  threads: int | None = None, postprocessor: str = "auto",
                  backend_options: Mapping[str, Any] | None = None):
+        if not isinstance(model_path, (str, os.PathLike)):
+            hint = " (for an in-memory YoloV3, use Detector.from_model(model, names))" if model_path is None else ""
+            raise DetectorArgumentError(f"model_path={model_path!r}: expected the path of an .onnx file, a TensorRT "
+                                        f"engine or a checkpoint{hint}")
+        _check_settings(conf, iou, max_det, threads)
+        if backend_options is not None and not isinstance(backend_options, Mapping):
+            raise DetectorArgumentError(f"backend_options={backend_options!r}: expected a dict of keyword arguments")
         path = Path(model_path)
         if not path.is_file():
             raise FileError(path, "no such model file")
         name = choose(path, backend)
+        check_device(name, device)
         cls = backend_class(name)
         options = dict(backend_options or {})
         accepted = inspect.signature(cls.__init__).parameters
@@ -87,22 +143,39 @@ class Detector:
             raise YoloV3TrtError(f"backend_options {', '.join(unknown)} not understood by the {name} backend")
         loaded = cls(path, device=device, threads=threads, **options)
         try:
+            check_loaded_device(loaded, device)
             self._init(loaded, conf, iou, max_det, postprocessor)
         except BaseException:  # a refused postprocessor or setting: free the model loaded for nothing
             loaded.close()
             raise
 
     @classmethod
-    def from_model(cls, model, names: Sequence[str], *, size: tuple[int, int] | None = None,
+    def from_model(cls, model, names: Sequence[str], *, size: int | tuple[int, int] | None = None,
                    conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                    device: str = "auto", threads: int | None = None, postprocessor: str = "auto") -> "Detector":
-        """A Detector on the torch backend around an in-memory :class:`YoloV3`."""
-        from .backends.torch_backend import TorchBackend
+        """A Detector on the torch backend around an in-memory :class:`YoloV3`.
 
+        ``size``: the input, ``N`` (square) or ``(width, height)``, multiples of 32; None: the cfg's.
+        """
+        if model is None or not hasattr(model, "heads") or not hasattr(model, "network"):
+            raise DetectorArgumentError(f"model={type(model).__name__}: expected a yolov3_trt YoloV3 module")
+        try:
+            if isinstance(names, (str, bytes)):
+                raise TypeError
+            names = [str(n) for n in names]
+        except TypeError:
+            raise DetectorArgumentError(f"names={names!r}: expected a sequence of class names") from None
+        _check_settings(conf, iou, max_det, threads)
+        size = _input_size(size)
         if len(names) != model.num_classes:
             raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
         if not model.heads:
             raise YoloV3TrtError(f"{model.cfg.source} has no [yolo] layers: it is not a detector")
+        if size is not None:
+            model.network.shapes(*size)  # CfgError naming the cfg when the network cannot run at this size
+        check_device("torch", device)
+        from .backends.torch_backend import TorchBackend
+
         self = cls.__new__(cls)
         self._init(TorchBackend(model=model, names=names, size=size, device=device, threads=threads),
                    conf, iou, max_det, postprocessor)
@@ -117,7 +190,7 @@ class Detector:
         if meta.flavour != "raw":  # end2end or plugin: NMS inside the graph
             self._check_baked(conf, iou, max_det)
         self.conf = conf if conf is not None else (meta.conf if meta.conf is not None else DEFAULT_CONF)
-        if not 0 <= self.conf <= 1:
+        if not 0 <= self.conf <= 1:  # a model's own (metadata) value; the user's were checked already
             raise YoloV3TrtError(f"conf {self.conf} is not a score threshold in [0, 1]")
         self.iou = iou if iou is not None else (meta.iou if meta.iou is not None else DEFAULT_IOU)
         self.max_det = max_det if max_det is not None else (meta.max_det or DEFAULT_MAX_DET)

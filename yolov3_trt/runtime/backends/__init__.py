@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 from ...errors import YoloV3TrtError
@@ -19,6 +20,12 @@ REGISTRY: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "torch": ("yolov3_trt.runtime.backends.torch_backend", "TorchBackend", "torch", (".pt", ".pth")),
     "tensorrt": ("yolov3_trt.runtime.backends.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan")),
 }
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class DeviceError(YoloV3TrtError, ValueError):
+    """A device that is misspelt, that a backend cannot use, or that is not present here."""
 
 
 def installed(name: str) -> bool:
@@ -55,3 +62,53 @@ def choose(path: str | os.PathLike, backend: str) -> str:
     if not installed(backend):
         raise YoloV3TrtError(f"the {backend} backend needs the {REGISTRY[backend][2]} package, which is not installed")
     return backend
+
+
+def check_device(backend: str, device: str) -> None:
+    """DeviceError unless ``backend`` can run on ``device`` here.
+
+    ``device`` is ``auto`` (a GPU when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    An explicit ``cuda`` never falls back to the CPU: a robot that asked for the GPU and got the
+    CPU would run 20-100x slower without noticing, so it is refused here with the reason.
+    The tensorrt backend checks its device itself (it probes the GPU with cuda-python).
+    """
+    if backend == "tensorrt":  # its own check: auto, cuda or cuda:N, probed with cuda-python
+        return
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise DeviceError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not device.startswith("cuda"):
+        return
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        if device != "cuda":
+            raise DeviceError(f"device {device!r}: the onnxruntime backend takes 'cuda' (the first GPU); "
+                              "choose another GPU with CUDA_VISIBLE_DEVICES")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeviceError(f"device 'cuda': onnxruntime {ort.__version__} here has no CUDA provider "
+                              "(pip install onnxruntime-gpu in place of onnxruntime), or use device='cpu' or 'auto'")
+    elif backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise DeviceError(f"device {device!r}: torch {torch.__version__} ({built}) sees no CUDA GPU here; "
+                              "use device='cpu' or 'auto'")
+        index = int(device[5:]) if ":" in device else 0
+        if index >= count:
+            raise DeviceError(f"device {device!r}: torch sees {count} CUDA GPU{'s' if count > 1 else ''} "
+                              f"(cuda:0..cuda:{count - 1})")
+
+
+def check_loaded_device(loaded: Backend, device: str) -> None:
+    """DeviceError when ``device`` asked for CUDA and ``loaded`` still ended up on the CPU.
+
+    ONNX Runtime lists its CUDA provider as available in onnxruntime-gpu even when the provider
+    cannot load (no driver, wrong CUDA): the session then falls back to the CPU with only a log line.
+    """
+    asked_gpu = isinstance(device, str) and device.startswith("cuda")
+    if asked_gpu and loaded.name != "tensorrt" and "cuda" not in loaded.description.lower():
+        raise DeviceError(f"device {device!r}: the {loaded.name} backend could not use the GPU and fell back to "
+                          f"{loaded.description} (is the NVIDIA driver installed and a GPU visible?); "
+                          "use device='cpu' or 'auto'")
