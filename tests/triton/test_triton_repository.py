@@ -55,16 +55,27 @@ def test_onnx_repository_matches_what_onnxruntime_outputs(onnx_models, tmp_path,
         assert [o.label_filename for o in config.output] == ["", "", "", "labels.txt"]
 
 
-def test_engine_repository_from_the_sidecar(onnx_models, tmp_path):
+def _engine(folder, onnx_path, name="yolo", plan=b"plan bytes", **changes):
+    """An engine file and the sidecar python -m yolov3_trt.build writes for it, with ``changes`` applied."""
+    import dataclasses
+
     import onnx
 
-    engine = tmp_path / "yolo.engine"
-    engine.write_bytes(b"plan bytes")
-    props = {p.key: p.value for p in onnx.load(str(onnx_models / "e2e.onnx")).metadata_props}
-    write_sidecar(engine, EngineInfo(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability=(8, 7),
-                                     precision="int8", input_size=SIZE, batch=(1, 4, 16), flavour="end2end",
-                                     names=tuple(NAMES), anchors=(), engine_sha256=file_sha256(engine),
-                                     model=props))
+    from yolov3_trt.metadata import ModelMetadata
+
+    engine = folder / f"{name}.engine"
+    engine.write_bytes(plan)
+    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    meta = ModelMetadata.from_props(props, onnx_path)
+    info = EngineInfo(tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability=(8, 7), precision="int8",
+                      input_size=meta.input_size, batch=(1, 4, 16), flavour=meta.flavour, names=meta.names,
+                      anchors=meta.anchors, engine_sha256=file_sha256(engine), model=props)
+    write_sidecar(engine, dataclasses.replace(info, **changes))
+    return engine
+
+
+def test_engine_repository_from_the_sidecar(onnx_models, tmp_path):
+    engine = _engine(tmp_path, onnx_models / "e2e.onnx")
     assert run(main, ["--model", str(engine), "--output", str(tmp_path / "repo"), "--preferred-batch", "4,16"]) == 0
     config_path = tmp_path / "repo" / "yolo" / "config.pbtxt"
     config = validate_config(config_path.read_text(), config_path)
@@ -94,7 +105,31 @@ def test_bad_inputs_exit_2_with_one_line(onnx_models, tmp_path, capsys):
     (tmp_path / "a-file").write_text("")  # an output "folder" that is a file
     assert run(main, ["--model", str(onnx_models / "raw.onnx"), "--output", str(tmp_path / "a-file")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write the model repository" in err and err.count("\n") == 1, err
+    assert err.startswith("error: ") and "a-file" in err and err.count("\n") == 1, err
+
+
+SIDECAR_CASES = {  # what is wrong -> (how the engine and sidecar are made, words of the one line)
+    "garbage plan, sidecar's hash": (dict(plan=b"garbage", engine_sha256="ab" * 32),
+                                     "yolo.engine: sha256 "),
+    "no hash in the sidecar": (dict(engine_sha256=""), "yolo.engine.json: has no engine_sha256"),
+    "names": (dict(names=tuple(f"d{i}" for i in range(80))), "names (80 vs 80 in the model metadata, first "
+                                                             "difference 'd0')"),
+    "class count": (dict(names=("person",)), "names (1 vs 80 in the model metadata)"),
+    "input size": (dict(input_size=(416, 416)), "input_size (416x416 vs 96x64)"),
+    "flavour": (dict(flavour="raw"), "flavour (raw vs end2end)"),
+    "anchors": (dict(anchors=(((1.0, 2.0),),)), "disagrees with the model metadata it carries: anchors"),
+}
+
+
+@pytest.mark.parametrize("case", SIDECAR_CASES)
+def test_engine_that_does_not_match_its_sidecar_is_refused(onnx_models, tmp_path, capsys, case):
+    changes, words = SIDECAR_CASES[case]
+    engine = _engine(tmp_path, onnx_models / "e2e.onnx", **changes)
+    assert run(main, ["--model", str(engine), "--output", str(tmp_path / "repo")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+    assert "Traceback" not in err and "yolo.engine" in err
+    assert not (tmp_path / "repo").exists()  # refused before anything is written
 
 
 def test_validate_config_rejects_what_triton_would():

@@ -104,11 +104,44 @@ def validate_config(text: str, path: str | os.PathLike = "config.pbtxt"):
     return config
 
 
+def check_sidecar_consistent(path: Path, info, meta: ModelMetadata) -> None:
+    """FileError naming the sidecar when its own fields disagree with the ONNX metadata it carries.
+
+    The repository's tensors and labels.txt come from that metadata while the runtime reads the
+    sidecar's fields too: a hand-edited or mixed-up sidecar would serve one model under another's
+    class names or tensor shapes.
+    """
+    from ..build.sidecar import sidecar_path
+
+    differ = []
+    if tuple(info.names) != tuple(meta.names):
+        differ.append(f"names ({len(info.names)} vs {len(meta.names)} in the model metadata"
+                      + (")" if len(info.names) != len(meta.names) else
+                         f", first difference {next(a for a, b in zip(info.names, meta.names) if a != b)!r})"))
+    if tuple(info.input_size) != tuple(meta.input_size):
+        differ.append(f"input_size ({info.input_size[0]}x{info.input_size[1]} vs "
+                      f"{meta.input_size[0]}x{meta.input_size[1]})")
+    if info.flavour != meta.flavour:
+        differ.append(f"flavour ({info.flavour} vs {meta.flavour})")
+    if info.anchors != meta.anchors:
+        differ.append("anchors")
+    if differ:
+        raise FileError(sidecar_path(path), f"disagrees with the model metadata it carries: {'; '.join(differ)} "
+                                            "(a hand-edited or mismatched sidecar): rebuild the engine")
+
+
 def _engine_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int]:
-    from ..build.sidecar import read_sidecar
+    """The engine's metadata from its sidecar, after checking the engine is the one the sidecar describes."""
+    from ..build.sidecar import EngineCompatibilityError, check_engine_hash, read_sidecar, sidecar_path
 
     info = read_sidecar(path)
-    return info.model_metadata(path), dict(info.model), "tensorrt_plan", info.batch[2]
+    if not info.engine_sha256:
+        raise EngineCompatibilityError(sidecar_path(path), "has no engine_sha256: the engine cannot be checked "
+                                                           "against it; rebuild it with python -m yolov3_trt.build")
+    check_engine_hash(path, info)
+    meta = info.model_metadata(path)
+    check_sidecar_consistent(path, info, meta)
+    return meta, dict(info.model), "tensorrt_plan", info.batch[2]
 
 
 def _onnx_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int | None]:
@@ -132,7 +165,9 @@ def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, o
     """Write the model folder under ``output``; returns the ``config.pbtxt`` path.
 
     The config is validated with Triton's protobuf before anything is written when tritonclient
-    is installed. Files are written atomically; an existing version folder is replaced.
+    is installed. An engine must match its sidecar (SHA-256, names, input size, flavour,
+    anchors) before anything is written. Files are written atomically; an existing version
+    folder is replaced.
     """
     model_path = Path(model_path)
     if not model_path.is_file():
