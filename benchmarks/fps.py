@@ -54,29 +54,80 @@ TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "torch-eager", "opencv-dnn")
+PRECISIONS = ("fp32", "fp16", "int8-cpu", "int8-tensorrt")
+
+
+def _square_size(text: str) -> int:
+    from yolov3_trt.cli.common import parse_size
+
+    width, height = parse_size(text.strip())
+    if width != height:
+        raise argparse.ArgumentTypeError(f"{text!r}: the benchmark sizes are square, give N")
+    return width
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The flags, each checked here (one-line error, exit 2) before any model is built."""
+    from yolov3_trt.cli.common import ArgumentParser, comma_list, int_at_least, one_of
+
+    p = ArgumentParser(prog="benchmarks/fps.py", description=__doc__.split("\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cfg", default="yolov3", help="built-in name or cfg file")
     p.add_argument("--weights", default=None, help="Darknet .weights (default: random, see --help text)")
-    p.add_argument("--sizes", default="320,416,608", help="comma-separated input sizes")
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes")
-    p.add_argument("--backends", default="onnxruntime,tensorrt,torch-eager,opencv-dnn",
+    p.add_argument("--sizes", type=comma_list(_square_size), default="320,416,608",
+                   help="comma-separated input sizes (multiples of 32)")
+    p.add_argument("--batch", type=comma_list(int_at_least(1)), default="1", help="comma-separated batch sizes")
+    p.add_argument("--backends", type=comma_list(one_of(BACKENDS)),
+                   default="onnxruntime,tensorrt,torch-eager,opencv-dnn",
                    help="comma-separated: onnxruntime (the Detector), tensorrt (the Detector on engines built "
                         "here), torch (the Detector on torch), torch-eager and opencv-dnn (peers, forward only)")
-    p.add_argument("--trt-batch", default="1,8", help="comma-separated batch sizes of the tensorrt rows")
-    p.add_argument("--precisions", default="fp32,fp16,int8-cpu,int8-tensorrt",
+    p.add_argument("--trt-batch", type=comma_list(int_at_least(1)), default="1,8",
+                   help="comma-separated batch sizes of the tensorrt rows")
+    p.add_argument("--precisions", type=comma_list(one_of(PRECISIONS)), default="fp32,fp16,int8-cpu,int8-tensorrt",
                    help="comma-separated, for the onnxruntime backend: fp32, fp16 (ModelOpt AutoCast), int8-cpu "
                         "(ONNX Runtime QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32")
     p.add_argument("--calib", default=str(DEFAULT_PHOTO.parent),
                    help="calibration images for the INT8 files (speed does not depend on them)")
-    p.add_argument("--calib-images", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=physical_cores(), help="threads for every runtime")
+    p.add_argument("--calib-images", type=int_at_least(1), default=4)
+    p.add_argument("--warmup", type=int_at_least(0), default=3)
+    p.add_argument("--runs", type=int_at_least(1), default=10)
+    p.add_argument("--threads", type=int_at_least(1), default=physical_cores(), help="threads for every runtime")
     p.add_argument("--image", default=str(DEFAULT_PHOTO), help="photo to detect in (a synthetic one if missing)")
     p.add_argument("--output", default="runs/benchmarks", help="folder for fps.json, fps.csv, fps.png")
     p.add_argument("--no-gemm", action="store_true", help="skip the GEMM ceiling measurement")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # argparse passes string defaults through type, so every list above is a list here.
+    args.sizes_text = ",".join(map(str, args.sizes))
+    return args
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """YoloV3TrtError (one line) for a cfg, size, weights or calibration folder that cannot work,
+    before the first model is built: a bad --weights used to surface minutes in, as a traceback."""
+    from yolov3_trt.darknet.builtin import load_cfg
+    from yolov3_trt.darknet.layers import build_network
+    from yolov3_trt.darknet.weights import expected_size, read_header
+    from yolov3_trt.errors import DarknetWeightsError, FileError
+
+    network = build_network(load_cfg(args.cfg))
+    for size in args.sizes:
+        network.shapes(size, size)  # too large, or too small for the network's strides
+    if args.weights:
+        header = read_header(args.weights)  # FileError: missing; DarknetWeightsError: not a weights file
+        expected, found = expected_size(network, header), Path(args.weights).stat().st_size
+        if found != expected:
+            raise DarknetWeightsError(args.weights, f"--weights: {network.source} needs {expected:,} bytes, the file "
+                                                    f"has {found:,} ({found - expected:+,}): not weights for --cfg "
+                                                    f"{args.cfg}")
+    int8 = [p for p in args.precisions if p.startswith("int8")]
+    if int8 and "onnxruntime" in args.backends and not Path(args.calib).exists():
+        raise FileError(args.calib, f"no such calibration folder (--calib, for {', '.join(int8)})")
+    if {"onnxruntime", "tensorrt", "torch"} & set(args.backends):
+        from yolov3_trt.export.onnx_export import check_export_memory
+
+        for size in args.sizes:  # the ONNX files are exported at batch 1: refused here, not killed mid-run
+            check_export_memory(network, size, size)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -232,7 +283,7 @@ class Bench:
         from yolov3_trt.build.pipeline import build_engine
         from yolov3_trt.build.steps import BuildOptions
 
-        high = max(int(b) for b in self.args.trt_batch.split(","))
+        high = max(self.args.trt_batch)
         path = self.workdir / f"{precision}-{size}-b{batch}of{high}.engine"  # one per row: each tuned for its batch
         if not path.exists():
             build_engine(self.onnx(size, precision), path, BuildOptions(batch=(1, batch, high), progress=False))
@@ -292,15 +343,14 @@ def paper_rows(cfg: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sizes = [int(s) for s in args.sizes.split(",")]
-    batches = [int(b) for b in args.batch.split(",")]
-    backends = args.backends.split(",")
+    check_inputs(args)
+    sizes, batches, backends = args.sizes, args.batch, args.backends
     from yolov3_trt.fileio import atomic_path, atomic_write_json, atomic_write_text
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-fps-") as tmp:
         bench = Bench(args, Path(tmp))
-        precisions = args.precisions.split(",")
-        trt_batches = [int(b) for b in args.trt_batch.split(",")]
+        precisions = args.precisions
+        trt_batches = args.trt_batch
         trt_precisions = [p for p in precisions if p in TRT_PRECISIONS]
         jobs = [(b, s, n, p) for s in sizes for b in backends for n in (trt_batches if b == "tensorrt" else batches)
                 for p in (precisions if b == "onnxruntime" else trt_precisions if b == "tensorrt" else ["fp32"])]
@@ -333,7 +383,7 @@ def main(argv=None) -> int:
             for p in paper) + (f"; Darknet-53 backbone {PAPER_DARKNET53_BFLOPS_PER_S} BFLOP/s" if args.cfg == "yolov3"
                                else ""))
     else:
-        print(f"{args.cfg}: no published row for this model at sizes {args.sizes} (published: "
+        print(f"{args.cfg}: no published row for this model at sizes {args.sizes_text} (published: "
               + "; ".join(f"{k} at {', '.join(str(r['size']) for r in v['rows'])}" for k, v in PUBLISHED.items()) + ")")
     out = Path(args.output)
     result = {"command": "python benchmarks/" + " ".join([Path(__file__).name, *(argv or sys.argv[1:])]),
@@ -354,4 +404,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from yolov3_trt.cli.common import run  # user errors: one line, exit 2 (run keeps this logging level)
+
+    sys.exit(run(main))

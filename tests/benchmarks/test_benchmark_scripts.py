@@ -78,3 +78,42 @@ def test_ort_settings_script(tmp_path):
     results = json.loads((out / "ort_settings.json").read_text())["results"]
     assert results[0]["setting"] == "onnxruntime defaults" and len(results) == 9
     assert (out / "ort_settings.png").exists()
+
+
+FPS_ERRORS = {  # flags -> words of the one line fps.py prints before building anything (exit 2)
+    "size not a multiple of 32": (["--sizes", "100"], "argument --sizes: '100': width and height must be positive "
+                                                      "multiples of 32"),
+    "size too large": (["--sizes", "320,99999968"], "argument --sizes: '99999968': each side must be at most 8192"),
+    "size not square": (["--sizes", "320x256"], "argument --sizes: '320x256': the benchmark sizes are square"),
+    "no runs": (["--runs", "0"], "argument --runs: 0 must be >= 1"),
+    "negative warm-up": (["--warmup", "-1"], "argument --warmup: -1 must be >= 0"),
+    "batch 0": (["--batch", "1,0"], "argument --batch: 0 must be >= 1"),
+    "tensorrt batch": (["--trt-batch", "x"], "argument --trt-batch: expected an integer, got 'x'"),
+    "threads": (["--threads", "0"], "argument --threads: 0 must be >= 1"),
+    "unknown backend": (["--backends", "onnxruntime,tflite"],
+                        "argument --backends: unknown 'tflite' (choose from onnxruntime, tensorrt, torch, torch-eager, "
+                        "opencv-dnn)"),
+    "unknown precision": (["--precisions", "fp32,fp8"], "argument --precisions: unknown 'fp8' (choose from fp32, "
+                                                         "fp16, int8-cpu, int8-tensorrt)"),
+    "unknown cfg": (["--cfg", "yolov9"], "yolov9: no such cfg file, nor a built-in model"),
+    "missing weights": (["--weights", "{tmp}/missing.weights"], "missing.weights: no such weights file"),
+    "weights of another cfg": (["--weights", "{tmp}/short.weights"], "short.weights: --weights: <built-in yolov3-tiny> "
+                                                                     "needs 35,434,952 bytes, the file has 1,020"),
+    "missing calibration images": (["--precisions", "int8-cpu", "--backends", "onnxruntime", "--calib",
+                                    "{tmp}/no-images"],
+                                   "no-images: no such calibration folder (--calib, for int8-cpu)"),
+}
+
+
+@pytest.mark.parametrize("case", FPS_ERRORS)
+def test_fps_refuses_bad_arguments_up_front_with_one_line(case, tmp_path):
+    flags, words = FPS_ERRORS[case]
+    (tmp_path / "short.weights").write_bytes(bytes(20) + bytes(1000))  # a version-0 header, then too few floats
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    cfg = [] if "--cfg" in flags else ["--cfg", "yolov3-tiny"]
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), *cfg, "--no-gemm", "--output",
+                           str(tmp_path / "out"), *flags], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
