@@ -1,5 +1,5 @@
-"""The detection tail cut off and put back from the metadata alone (what ``build --fp16/--int8``
-does around quantization): the raw heads, and the tailed graph's outputs, are unchanged."""
+"""The detection tail cut off and put back from the metadata alone (what ``quantize`` does around
+calibration): the raw heads, and the tailed graph's outputs, are unchanged."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,9 +8,8 @@ import onnxruntime as ort
 import pytest
 from conftest import random_model
 
-from yolov3_trt.errors import FileError
 from yolov3_trt.export.onnx_export import export_onnx
-from yolov3_trt.export.tail import append_tail_file, strip_tail_file
+from yolov3_trt.export.tail import append_tail, strip_tail
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.names import COCO_NAMES
 
@@ -27,51 +26,54 @@ def exports(tmp_path_factory):
     return folder
 
 
-def _run(path, blob):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": blob})
+def _load(path) -> tuple[onnx.ModelProto, ModelMetadata]:
+    model = onnx.load(str(path))
+    return model, ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, path)
 
 
-def _metadata(path) -> ModelMetadata:
-    return ModelMetadata.from_props({p.key: p.value for p in onnx.load(str(path)).metadata_props}, path)
+def _run(model: onnx.ModelProto, blob):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": blob})
 
 
 @pytest.mark.parametrize("flavour", ["end2end", "plugin"])
-def test_strip_gives_the_raw_graph(exports, flavour, tmp_path):
-    raw = strip_tail_file(exports / f"{flavour}.onnx", tmp_path / "raw.onnx")
-    onnx.checker.check_model(onnx.load(str(raw)), full_check=True)
-    meta = _metadata(raw)
-    assert (meta.flavour, meta.conf, meta.max_det) == ("raw", None, None)
+def test_strip_gives_the_raw_graph(exports, flavour):
+    model, meta = _load(exports / f"{flavour}.onnx")
+    raw, _ = _load(exports / "raw.onnx")
+    strip_tail(model, meta)
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.name for o in model.graph.output] == [o.name for o in raw.graph.output]
+    assert len(model.graph.initializer) == len(raw.graph.initializer)
     blob = np.random.default_rng(0).random((2, 3, SIZE[1], SIZE[0]), dtype=np.float32)
-    for got, want in zip(_run(raw, blob), _run(exports / "raw.onnx", blob)):
+    for got, want in zip(_run(model, blob), _run(raw, blob)):
         np.testing.assert_array_equal(got, want)
-    assert len(onnx.load(str(raw)).graph.initializer) == len(onnx.load(str(exports / "raw.onnx")).graph.initializer)
 
 
-def test_append_reproduces_the_exported_tail(exports, tmp_path):
-    meta = _metadata(exports / "end2end.onnx")
-    tailed = tmp_path / "end2end.onnx"
-    back = append_tail_file(exports / "raw.onnx", tailed, "end2end", conf=meta.conf, iou=meta.iou,
-                            max_det=meta.max_det, pre_nms_top_k=meta.pre_nms_top_k)
-    assert back == _metadata(tailed) and (back.flavour, back.conf, back.max_det) == ("end2end", 0.05, 30)
+def test_append_reproduces_the_exported_tail(exports):
+    model, raw_meta = _load(exports / "raw.onnx")
+    e2e, meta = _load(exports / "end2end.onnx")
+    back = append_tail(model, raw_meta, "end2end", conf=meta.conf, iou=meta.iou, max_det=meta.max_det,
+                       pre_nms_top_k=meta.pre_nms_top_k)
+    assert (back.flavour, back.conf, back.max_det, back.pre_nms_top_k) == ("end2end", 0.05, 30, meta.pre_nms_top_k)
     blob = np.random.default_rng(1).random((2, 3, SIZE[1], SIZE[0]), dtype=np.float32)
-    expected = _run(exports / "end2end.onnx", blob)
+    expected = _run(e2e, blob)
     assert expected[0].sum() > 0
-    for got, want in zip(_run(tailed, blob), expected):
+    for got, want in zip(_run(model, blob), expected):
         np.testing.assert_array_equal(got, want)
-    plugged = append_tail_file(exports / "raw.onnx", tmp_path / "plugin.onnx", "plugin", conf=0.05, iou=0.45,
-                               max_det=30, pre_nms_top_k=1024)
-    assert plugged.flavour == "plugin"
-    assert onnx.load(str(tmp_path / "plugin.onnx")).graph.node[-1].attribute == \
-        onnx.load(str(exports / "plugin.onnx")).graph.node[-1].attribute
+    plugged, _ = _load(exports / "raw.onnx")
+    assert append_tail(plugged, raw_meta, "plugin", conf=0.05, iou=0.45, max_det=30,
+                       pre_nms_top_k=1024).flavour == "plugin"
+    assert plugged.graph.node[-1].attribute == onnx.load(str(exports / "plugin.onnx")).graph.node[-1].attribute
 
 
-def test_wrong_inputs_are_file_errors(exports, tmp_path):
-    with pytest.raises(FileError, match="raw graph: it has no decode"):
-        strip_tail_file(exports / "raw.onnx", tmp_path / "x.onnx")
-    with pytest.raises(FileError, match="is a end2end graph, not raw"):
-        append_tail_file(exports / "end2end.onnx", tmp_path / "x.onnx", "plugin", conf=0.5, iou=0.45, max_det=10,
-                         pre_nms_top_k=100)
-    with pytest.raises(FileError, match="pre_nms_top_k 3840 does not fit"):
-        append_tail_file(exports / "raw.onnx", tmp_path / "x.onnx", "plugin", conf=0.5, iou=0.45, max_det=10,
-                         pre_nms_top_k=3840)
-    assert not (tmp_path / "x.onnx").exists()
+def test_what_does_not_fit_is_refused(exports):
+    model, meta = _load(exports / "raw.onnx")
+    with pytest.raises(ValueError, match="unknown tail"):
+        append_tail(model, meta, "fancy", conf=0.5, iou=0.45, max_det=10, pre_nms_top_k=100)
+    with pytest.raises(ValueError, match="pre_nms_top_k 3840 does not fit"):
+        append_tail(model, meta, "plugin", conf=0.5, iou=0.45, max_det=10, pre_nms_top_k=3840)
+    broken, broken_meta = _load(exports / "end2end.onnx")
+    for node in broken.graph.node:
+        node.output[:] = [o.replace("head0", "renamed") for o in node.output]
+    with pytest.raises(ValueError, match="no tensors head0"):
+        strip_tail(broken, broken_meta)

@@ -21,7 +21,7 @@ from typing import Sequence
 from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_quantize_args, check_quantize_args,
                           make_parser, positive_int, run)
 from ..cli.outputs import FORCE, OutputError, add_force_arg, check_output_file, existing_inputs, model_inputs
-from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
+from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from .device import supports_aot_plugin, tensorrt_module
 from .sidecar import HARDWARE_COMPATIBILITY
 from .steps import BuildOptions
@@ -141,37 +141,6 @@ def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path, *, announ
     return out
 
 
-def _quantize_under_tail(args: argparse.Namespace, flavour: str, thresholds: dict, dst: Path, *,
-                         source: Path | None = None) -> Path:
-    """``dst``: the raw graph (exported, or ``source`` with its tail cut off) quantized, then the
-    ``flavour`` tail appended. Calibration and AutoCast run the graph on ONNX Runtime, which cannot
-    run the plugin node (and decode + NMS are not to be quantized), so the tail comes last."""
-    from ..export.tail import append_tail_file, strip_tail_file
-
-    with tempfile.TemporaryDirectory(prefix="yolov3_trt-build-") as tmp:
-        folder = Path(tmp)
-        if source is None:
-            raw = _export(args, folder, "raw", announce=False)
-        else:
-            raw = strip_tail_file(source, folder / f"{source.stem}-raw.onnx")
-        quantized = _quantize(args, raw, folder, announce=False)
-        append_tail_file(quantized, dst, flavour, **thresholds)
-    print(f"wrote {dst} ({_precision(args)} raw graph + the {flavour} decode + NMS)")
-    return dst
-
-
-def _baked(metadata) -> dict:
-    """The thresholds an end2end/plugin graph carries, to bake into its quantized twin."""
-    return {"conf": metadata.conf, "iou": metadata.iou, "max_det": metadata.max_det,
-            "pre_nms_top_k": metadata.pre_nms_top_k}
-
-
-def _default_top_k(flavour: str) -> int:
-    from ..plugin.params import DEFAULT_DEVICE_CAPACITY
-
-    return DEFAULT_DEVICE_CAPACITY if flavour == "plugin" else DEFAULT_PRE_NMS_TOP_K
-
-
 def _build_flags(args: argparse.Namespace) -> str:
     """The flags to repeat on the target device (everything about the engine, nothing about the ONNX)."""
     flags = [f"--batch {':'.join(map(str, args.batch))}"]
@@ -188,19 +157,14 @@ def _build_flags(args: argparse.Namespace) -> str:
 
 
 def _planned_onnx(args: argparse.Namespace, out_folder: Path, flavour: str | None) -> tuple[list[Path], Path]:
-    """(the ONNX files this build writes on the way, the ONNX it compiles), named as ``_export``,
-    ``_quantize`` and ``_quantize_under_tail`` name them."""
-    from ..export.tail import TAILS
-
+    """(the ONNX files this build writes on the way, the ONNX it compiles), named as ``_export``
+    and ``_quantize`` name them (with a precision, the export is a temporary step)."""
     precision = _precision(args) if args.fp16 or args.int8 else None
     if args.model:
         written = [out_folder / f"{Path(args.model).stem}-{precision}.onnx"] if precision else []
         return written, written[-1] if written else Path(args.model)
     stem = f"{Path(args.checkpoint or args.weights).stem}-{flavour}"
-    if precision and flavour in TAILS:
-        written = [out_folder / f"{stem}-{precision}.onnx"]
-    else:
-        written = [out_folder / f"{stem}.onnx"] + ([out_folder / f"{stem}-{precision}.onnx"] if precision else [])
+    written = [out_folder / (f"{stem}-{precision}.onnx" if precision else f"{stem}.onnx")]
     return written, written[-1]
 
 
@@ -233,34 +197,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_outputs(args, out_folder, flavour)
     from .pipeline import build_engine, read_onnx, require_tensorrt
 
-    from ..export.tail import TAILS
-
     precision = args.fp16 or args.int8
     if args.model:
         onnx_path = Path(args.model)
         if not onnx_path.is_file():
             raise UsageError(f"{onnx_path}: no such ONNX file")
-        metadata = read_onnx(onnx_path)[0]
-        width, height = metadata.input_size  # checked before any calibration
+        width, height = read_onnx(onnx_path)[0].input_size  # checked before any calibration
         if args.size and tuple(args.size) != (width, height):
             raise UsageError(f"{onnx_path} has input {width}x{height}; --size cannot change it: re-export at the "
                              "size you want")
-        if precision and metadata.flavour in TAILS:
-            onnx_path = _quantize_under_tail(args, metadata.flavour, _baked(metadata), out_folder /
-                                             f"{onnx_path.stem}-{_precision(args)}.onnx", source=onnx_path)
-        elif precision:
+        if precision:  # an end2end/plugin graph: quantize cuts its tail off and puts it back
             onnx_path = _quantize(args, onnx_path, out_folder)
+    elif precision:  # the FP32 export is only a step: the one file written is the quantized one
+        with tempfile.TemporaryDirectory(prefix="yolov3_trt-build-") as tmp:
+            exported = _export(args, Path(tmp), flavour, announce=False)
+            onnx_path = _quantize(args, exported, out_folder)
     else:
-        if precision and flavour in TAILS:
-            source = Path(args.checkpoint or args.weights)
-            onnx_path = _quantize_under_tail(
-                args, flavour, {"conf": args.conf, "iou": args.iou, "max_det": args.max_det,
-                                "pre_nms_top_k": _default_top_k(flavour)},
-                out_folder / f"{source.stem}-{flavour}-{_precision(args)}.onnx")
-        else:
-            onnx_path = _export(args, out_folder, flavour)
-            if precision:
-                onnx_path = _quantize(args, onnx_path, out_folder)
+        onnx_path = _export(args, out_folder, flavour)
     _, device = require_tensorrt(onnx_path, _build_flags(args), args.device)
     output = Path(args.output) if args.output else onnx_path.with_suffix(".engine")
     options = BuildOptions(batch=args.batch, workspace_mib=args.workspace,

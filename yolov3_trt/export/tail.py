@@ -1,24 +1,19 @@
 """The detection tail (``end2end`` or ``plugin``) put on, or taken off, a raw graph from its metadata.
 
 Quantization runs the graph on ONNX Runtime (calibration, AutoCast's range check), which cannot
-run the plugin node and should not quantize decode and NMS anyway. So precision is applied to
-the ``raw`` graph and the tail appended afterwards (:func:`append_tail`); a tailed file that is
-asked for a precision is first cut back to its raw heads (:func:`strip_tail`). Both work from the
-``yolov3_trt.*`` metadata alone (anchors, strides, classes, input size), with no torch model, and
-keep every other metadata key (precision, calibration).
+run the plugin node and should not quantize decode and NMS anyway. So ``quantize`` cuts a tailed
+graph back to its raw heads (:func:`strip_tail`), quantizes those and appends the tail afterwards
+(:func:`append_tail`). Both work from the ``yolov3_trt.*`` metadata alone (anchors, strides,
+classes, input size), with no torch model; the caller keeps the file's metadata.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import onnx
 
 from ..darknet.layers import YoloHead
-from ..errors import FileError
-from ..fileio import atomic_path
-from ..metadata import PREFIX, ModelMetadata
+from ..metadata import ModelMetadata
 from .end2end import append_end2end
 from .plugin_node import append_plugin
 
@@ -88,58 +83,3 @@ def append_tail(model: onnx.ModelProto, metadata: ModelMetadata, flavour: str, *
                       capacity=pre_nms_top_k)
     return dataclasses.replace(metadata, flavour=flavour, conf=float(conf), iou=float(iou), max_det=int(max_det),
                                pre_nms_top_k=int(pre_nms_top_k))
-
-
-def _set_props(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
-    props = {p.key: p.value for p in model.metadata_props}
-    if metadata.flavour == "raw":
-        for key in ("conf", "iou", "max_det", "pre_nms_top_k"):
-            props.pop(PREFIX + key, None)
-    props.update(metadata.to_props())
-    del model.metadata_props[:]
-    for key, value in props.items():
-        model.metadata_props.add(key=key, value=value)
-
-
-def _load(path: str | os.PathLike) -> tuple[onnx.ModelProto, ModelMetadata]:
-    try:
-        model = onnx.load(os.fspath(path))
-    except Exception as err:  # DecodeError and friends
-        raise FileError(path, f"not an ONNX file ({type(err).__name__})") from None
-    return model, ModelMetadata.from_props({p.key: p.value for p in model.metadata_props}, path)
-
-
-def _save(model: onnx.ModelProto, dst: str | os.PathLike) -> Path:
-    onnx.checker.check_model(model, full_check=True)
-    with atomic_path(dst) as tmp:
-        onnx.save(model, os.fspath(tmp))
-    return Path(dst)
-
-
-def strip_tail_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Write ``src`` (an end2end or plugin export) cut back to its raw heads to ``dst``."""
-    model, metadata = _load(src)
-    if metadata.flavour not in TAILS:
-        raise FileError(src, f"is a {metadata.flavour} graph: it has no decode + NMS tail to remove")
-    try:
-        strip_tail(model, metadata)
-    except ValueError as err:
-        raise FileError(src, str(err)) from None
-    _set_props(model, dataclasses.replace(metadata, flavour="raw", conf=None, iou=None, max_det=None,
-                                          pre_nms_top_k=None))
-    return _save(model, dst)
-
-
-def append_tail_file(src: str | os.PathLike, dst: str | os.PathLike, flavour: str, *, conf: float, iou: float,
-                     max_det: int, pre_nms_top_k: int) -> ModelMetadata:
-    """Write ``src`` (a raw graph, any precision) with the ``flavour`` tail to ``dst``, atomically."""
-    model, metadata = _load(src)
-    if metadata.flavour != "raw":
-        raise FileError(src, f"is a {metadata.flavour} graph, not raw: the tail goes on the raw heads")
-    try:
-        tailed = append_tail(model, metadata, flavour, conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
-    except ValueError as err:
-        raise FileError(src, f"--flavour {flavour}: {err}") from None
-    _set_props(model, tailed)
-    _save(model, dst)
-    return tailed
