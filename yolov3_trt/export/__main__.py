@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "existing file needs --force, an input is never replaced")
     add_force_arg(g, help="replace an existing --output ONNX (never one of the inputs)")
     g.add_argument("--batch", type=int, default=None, metavar="N", help="fixed batch size (default: dynamic)")
-    g.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    g.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset: 17 up to the newest the installed torch exporter and onnx both write")
     g.add_argument("--pre-nms-top-k", type=int, default=None, metavar="K",
                    help=f"end2end/plugin: best candidates entering NMS (default {DEFAULT_PRE_NMS_TOP_K} for end2end, "
                         f"TensorRT's TopK limit; {DEFAULT_DEVICE_CAPACITY} for plugin, at most {max_device_capacity()})")
