@@ -39,11 +39,13 @@ TRT = ["tensorrt>=10.3", "cuda-python>=12.6,<13", "nvidia-cuda-nvrtc-cu12>=12.6,
 DEV = TRAIN + QUANTIZE + ["torchvision", "opencv-python-headless>=4.8,<5", "pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100",
        "cuda-bindings>=12.6", "nvidia-cuda-nvrtc"]  # NVRTC for the plugin PTX tests
 
+# The openvino backend (CPU: FP32, BF16 where the CPU has it, both INT8 flavours).
+OPENVINO = ["openvino>=2024.0"]
 # benchmarks/fps.py's OpenCV DNN peer row: OpenCV 5.x dropped cv2.dnn.readNetFromDarknet.
 BENCH = ["opencv-python-headless>=4.8,<5", "matplotlib>=3.6"]
 
 # Triton's model-config protobuf, which the tests parse each generated config.pbtxt with
-DEV += ["tritonclient[grpc]>=2.40"]
+DEV += ["tritonclient[grpc]>=2.40", "openvino>=2024.0"]  # the openvino backend's tests
 
 PLUGIN_SOURCES = HERE / "plugins" / "yolo_decode_nms"
 HOST_LIBRARY = "yolov3_trt.plugin.libyolo_decode_nms"
@@ -90,7 +92,7 @@ setup(
         extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off"])],
     cmdclass={"build_ext": BuildHostLibrary, "build_py": BuildPyWithKernelSources},
     install_requires=RUNTIME,
-    extras_require={"train": TRAIN, "quantize": QUANTIZE, "trt": TRT, "bench": BENCH, "dev": DEV},
+    extras_require={"train": TRAIN, "quantize": QUANTIZE, "trt": TRT, "bench": BENCH, "openvino": OPENVINO, "dev": DEV},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",

@@ -133,7 +133,7 @@ def _setup_extras() -> dict[str, list[str]]:
         elif isinstance(node, ast.AugAssign) and node.target.id == "DEV":  # DEV += [...]
             lists["DEV"] += list(ast.literal_eval(node.value))
     return {"base": lists["RUNTIME"], "train": lists["TRAIN"], "quantize": lists["QUANTIZE"], "trt": lists["TRT"],
-            "dev": lists["DEV"]}
+            "openvino": lists["OPENVINO"], "bench": lists["BENCH"], "dev": lists["DEV"]}
 
 
 def test_the_module_map_matches_setup_py():
@@ -151,7 +151,7 @@ def test_the_module_map_matches_setup_py():
                "opencv-python-headless": "cv2", "tritonclient[grpc]": "tritonclient"}
     not_imported = {"nvidia-cuda-nvrtc-cu12", "nvidia-cuda-nvrtc", "cuda-bindings", "pytest", "pytest-timeout",
                     "hypothesis"}  # shared libraries (loaded by cuda-python) and test tools
-    for extra in ("train", "quantize", "trt", "dev"):
+    for extra in ("train", "quantize", "trt", "openvino", "dev"):
         for dist in extras[extra]:
             if dist not in not_imported:
                 module = modules.get(dist, dist)

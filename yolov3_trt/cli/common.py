@@ -36,6 +36,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "cuda": ("cuda-python>=12.6,<13", ("trt",)),
     "torchvision": ("torchvision", ("dev",)),
     "tritonclient": ("tritonclient[grpc]>=2.40", ("dev",)),
+    "openvino": ("openvino>=2024.0", ("openvino",)),
 }
 BASE_MODULES: dict[str, str] = {"numpy": "numpy>=1.23", "cv2": "opencv-python-headless>=4.8",
                                 "onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60",

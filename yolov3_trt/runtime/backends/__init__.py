@@ -19,6 +19,8 @@ REGISTRY: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "onnxruntime": ("yolov3_trt.runtime.backends.ort_backend", "OnnxRuntimeBackend", "onnxruntime", (".onnx",)),
     "torch": ("yolov3_trt.runtime.backends.torch_backend", "TorchBackend", "torch", (".pt", ".pth")),
     "tensorrt": ("yolov3_trt.runtime.backends.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan")),
+    # after onnxruntime: "auto" keeps ONNX Runtime for .onnx until the fastest-per-file choice is measured
+    "openvino": ("yolov3_trt.runtime.backends.openvino_backend", "OpenVinoBackend", "openvino", (".onnx",)),
 }
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -78,6 +80,8 @@ def check_device(backend: str, device: str) -> None:
         raise DeviceError(f"device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if not device.startswith("cuda"):
         return
+    if backend == "openvino":
+        raise DeviceError(f"device {device!r}: the openvino backend runs on the CPU; use device='cpu' or 'auto'")
     if backend == "onnxruntime":
         import onnxruntime as ort
 
