@@ -1,6 +1,7 @@
 """Training end to end: it learns, resumes exactly, and DDP equals one process."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -150,3 +151,105 @@ def test_train_cli_errors(argv, words, shapes, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+def _poison(monkeypatch, at_call: int, grad_only: bool = False):
+    """Make the loss of the ``at_call``-th batch (counted from 1) NaN, or keep it finite and make
+    its gradient NaN (``grad_only``: sqrt at 0 has an infinite slope, times 0)."""
+    from yolov3_trt.train.loss import YoloLoss
+
+    real = YoloLoss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, outputs, targets, input_size):
+        loss, parts = real(self, outputs, targets, input_size)
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            if grad_only:
+                loss = loss + (outputs[0] * 0).abs().sqrt().sum()
+            else:
+                loss = loss * float("nan")
+        return loss, parts
+
+    monkeypatch.setattr(YoloLoss, "__call__", poisoned)
+
+
+@pytest.mark.parametrize("grad_only", [False, True], ids=["nan-loss", "nan-gradient"])
+def test_non_finite_step_stops_with_epoch_and_batch_and_is_never_saved(grad_only, shapes, tmp_path, monkeypatch,
+                                                                       capsys):
+    # 8 images, batch 4: 2 batches per epoch; call 4 is epoch 2, batch 2 (the epoch's last step)
+    _poison(monkeypatch, 4, grad_only)
+    out = tmp_path / "run"
+    argv = ["--data", str(shapes), "--val-fraction", "0", "--cfg", "yolov3-tiny", "--size", "64", "--batch", "4",
+            "--epochs", "3", "--output", str(out)]
+    assert run(train_main, argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "epoch 2, batch 2 of 2" in err[0], err
+    assert ("gradient is not finite" if grad_only else "loss is nan") in err[0], err
+    assert "last.pt holds epoch 1" in err[0]
+    model, _, extra = load_checkpoint(out / "last.pt")  # epoch 1's, intact
+    assert [r["epoch"] for r in extra["history"]] == [1]
+    for tensors in (model.state_dict(), extra["raw_model"]):
+        assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_non_finite_weights_are_never_saved(shapes, tmp_path):
+    from yolov3_trt.data.dataset import load_dataset
+    from yolov3_trt.model.yolov3 import YoloV3
+    from yolov3_trt.train.trainer import TrainConfig, Trainer, TrainingError
+
+    data = load_dataset(shapes)
+    trainer = Trainer(YoloV3.from_cfg("yolov3-tiny", num_classes=len(data.names)), list(data.names), data, None,
+                      TrainConfig(size=64, batch=4, epochs=2), tmp_path)
+    trainer.fit(until=1)
+    before = (tmp_path / "last.pt").read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("inf"))
+    trainer.epoch += 1
+    with pytest.raises(TrainingError, match="epoch 2: the model weights are not finite, not saved; last.pt holds "
+                                            "epoch 1"):
+        trainer.save({"epoch": 2})
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def two_shapes(tmp_path_factory):
+    from two_shapes import write_two_shapes
+
+    return write_two_shapes(tmp_path_factory.mktemp("two_shapes"), 32, size=256, seed=0)
+
+
+@pytest.mark.slow
+def test_tiny_from_scratch_learns_a_small_set_at_defaults(two_shapes, tmp_path):
+    """Issue #13: 32 images of 2 classes, yolov3-tiny from scratch, default settings, 60 epochs
+    (120 optimizer steps) once went NaN in epoch 7; now it learns: AP50 >= 0.5 on its own images."""
+    out = tmp_path / "run"
+    assert run(train_main, ["--data", str(two_shapes), "--val", str(two_shapes), "--cfg", "yolov3-tiny",
+                            "--size", "256", "--epochs", "60", "--eval-every", "60", "--output", str(out)]) == 0
+    history, _ = _history(out / "last.pt")
+    assert all(math.isfinite(r["loss"]) and r["wh"] < 5 for r in history), [r["wh"] for r in history]
+    assert history[-1]["val_AP50"] >= 0.5, history[-1]
+    model, _, _ = load_checkpoint(out / "best.pt")
+    assert model.input_size == (256, 256)
+
+
+def test_evaluated_model_has_exact_batchnorm_statistics(shapes, tmp_path):
+    """Before evaluation and saving, BN holds the mean/variance of its inputs on bn_images plain
+    training images (here all 8, one batch), not the lagging running average."""
+    from yolov3_trt.data.dataset import load_dataset
+    from yolov3_trt.data.loader import TrainingData, collate
+    from yolov3_trt.model.yolov3 import YoloV3
+    from yolov3_trt.train.trainer import TrainConfig, Trainer
+
+    data = load_dataset(shapes)
+    torch.manual_seed(0)
+    trainer = Trainer(YoloV3.from_cfg("yolov3-tiny", num_classes=len(data.names)), list(data.names), data, None,
+                      TrainConfig(size=64, batch=8, epochs=1, bn_images=8), tmp_path)
+    trainer.fit()
+    model, _, _ = load_checkpoint(tmp_path / "last.pt")  # the EMA, with its own statistics
+    images, _ = collate([TrainingData(data, 64, None)[i] for i in range(len(data))])
+    first = model.layers[0]
+    with torch.no_grad():
+        x = first.conv(images)
+    assert torch.allclose(first.bn.running_mean, x.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert torch.allclose(first.bn.running_var, x.var(dim=(0, 2, 3), unbiased=True), rtol=1e-4, atol=1e-5)

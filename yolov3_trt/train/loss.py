@@ -11,7 +11,9 @@ the loss whose gradient is exactly that delta, so training follows Darknet's upd
   gradient of ``scale * BCE(sigmoid(tx), t)``, with ``t = truth.x * W - cell_x`` in [0, 1).
 - **w, h.** delta ``scale * (log(truth.w * net_w / anchor_w) - tw)``: the gradient of
   ``scale/2 * (tw - t)^2``. ``scale = 2 - truth.w * truth.h`` (normalised area), which weighs small
-  boxes up.
+  boxes up. Unlike the other terms its gradient grows without bound with the error, which makes
+  it the stiff part of the loss; the trainer clips the gradient's norm rather than change the
+  delta.
 - **Objectness.** delta ``target - sigmoid(obj)`` on every prediction: BCE with target 1 for the
   assigned ones, 0 for the rest, except predictions whose decoded box overlaps any truth of the
   image by more than ``ignore_thresh`` (from the cfg) and that are not assigned: no gradient.
