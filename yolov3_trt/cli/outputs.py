@@ -17,6 +17,7 @@ The rules every tool follows (README, "Outputs"):
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import contextlib
 import json
@@ -205,7 +206,31 @@ def _remove_empty(folders: Sequence[Path]) -> None:
             folder.rmdir()
 
 
-class StagedFiles:
+class _AllOrNothing(abc.ABC):
+    """Leaving the block commits (``commit``); an exception, in the block or in the commit,
+    discards what was staged (``_discard``)."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Move everything staged into place."""
+
+    @abc.abstractmethod
+    def _discard(self) -> None:
+        """Remove everything staged."""
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+                return
+            except BaseException:
+                self._discard()
+                raise
+        self._discard()
+
+
+class StagedFiles(_AllOrNothing):
     """Several output files that appear together: ``staged[path]`` is a temporary file beside
     ``path`` to write; when the ``with`` block ends normally each is renamed onto its path, on an
     exception all are removed (with any folder this created). Check the paths first
@@ -251,16 +276,6 @@ class StagedFiles:
             os.replace(tmp, path)
         self._tmp.clear()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            try:
-                self.commit()
-                return
-            except BaseException:
-                self._discard()
-                raise
-        self._discard()
 
 
 def _earlier_files(folder: Path) -> list[str]:
@@ -273,7 +288,7 @@ def _earlier_files(folder: Path) -> list[str]:
             and n not in (".", "..", MANIFEST) and os.path.lexists(folder / n)]
 
 
-class ResultFolder:
+class ResultFolder(_AllOrNothing):
     """One run's result files, written flat into ``folder``, all appearing together.
 
     ``planned`` are the file names the run may write. :meth:`check` (before the work) refuses,
@@ -364,13 +379,3 @@ class ResultFolder:
             self.staging = None
         _remove_empty(self._created)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if exc_type is None:
-            try:
-                self.commit()
-                return
-            except BaseException:
-                self._discard()
-                raise
-        self._discard()
