@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     command = ["--data", str(out / "data" / "train.txt"), "--val", str(out / "data" / "val.txt"),
                "--cfg", args.cfg, "--size", str(args.size), "--epochs", str(args.epochs), "--batch", str(args.batch),
                "--optimizer", "adamw", "--lr", str(args.lr), "--weight-decay", "0.0005", "--warmup-epochs", "2",
-               "--eval-every", "5", "--seed", "0", "--output", str(out / "run")]
+               "--eval-every", "5", "--seed", "0", "--output", str(out / "run"), "--force"]  # its own run
     status = run(train_main, command)
     minutes = (time.perf_counter() - start) / 60
     if status:
