@@ -105,3 +105,8 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """The project's user cache: ``$YOLOV3_TRT_CACHE``, or ``~/.cache/yolov3_trt`` (PTX, ONNX exports, weights)."""
+    return Path(os.environ.get("YOLOV3_TRT_CACHE") or Path.home() / ".cache" / "yolov3_trt")

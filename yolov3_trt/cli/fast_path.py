@@ -16,24 +16,24 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from ..fileio import cache_root
+
 logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("YOLOV3_TRT_CACHE") or Path.home() / ".cache" / "yolov3_trt"
-    return Path(root) / "onnx"
+    return cache_root() / "onnx"
 
 
-def cache_key(model, names: Sequence[str], size: tuple[int, int], source: str | os.PathLike) -> str:
-    """Hex key of the raw ONNX export of ``model`` (loaded from ``source``) at ``size``."""
+def cache_key(model, names: Sequence[str], size: tuple[int, int], source_sha256: str) -> str:
+    """Hex key of the raw ONNX export of ``model`` (loaded from a file of ``source_sha256``) at ``size``."""
     import onnx
     import torch
 
     from .. import __version__
     from ..darknet.cfg import format_cfg
-    from ..fileio import file_sha256
 
-    header = {"cfg": format_cfg(model.cfg), "source": file_sha256(source), "names": list(names),
+    header = {"cfg": format_cfg(model.cfg), "source": source_sha256, "names": list(names),
               "size": list(size), "versions": [__version__, torch.__version__, onnx.__version__], "flavour": "raw"}
     return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -44,12 +44,13 @@ def cached_onnx(model, names: Sequence[str], size: tuple[int, int] | None, sourc
     from ..fileio import file_sha256
 
     size = tuple(size) if size else tuple(model.input_size)
-    path = cache_dir() / f"{Path(source).stem}-{size[0]}x{size[1]}-{cache_key(model, names, size, source)}.onnx"
+    digest = file_sha256(source)  # once: the weights may be 250 MB
+    path = cache_dir() / f"{Path(source).stem}-{size[0]}x{size[1]}-{cache_key(model, names, size, digest)}.onnx"
     if path.is_file():
         logger.info("using the cached ONNX export %s", path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     logger.info("exporting %s to %s once, to run it on ONNX Runtime (--backend torch keeps PyTorch)",
                 Path(source).name, path)
-    export_onnx(model, path, names, size=size, weights_sha256=file_sha256(source), source=Path(source).name)
+    export_onnx(model, path, names, size=size, weights_sha256=digest, source=Path(source).name)
     return path

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Mapping, Sequence
 
 from ..errors import FileError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_root
 from .weights import read_header
 
 logger = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ class _SourceFailed(Exception):
 
 def weights_cache_dir() -> Path:
     """``$YOLOV3_TRT_CACHE/weights`` or ``~/.cache/yolov3_trt/weights``."""
-    root = os.environ.get("YOLOV3_TRT_CACHE") or Path.home() / ".cache" / "yolov3_trt"
-    return Path(root) / "weights"
+    return cache_root() / "weights"
 
 
 def official_name(value: str | os.PathLike, table: Mapping[str, OfficialWeights] | None = None) -> str | None:

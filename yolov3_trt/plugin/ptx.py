@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_root
 from .params import PluginConfig, constants_header
 from .sources import CONSTANTS_HEADER, KERNEL_FILE, KERNEL_NAME, PluginError, read_sources, sources_sha256
 
@@ -107,8 +107,7 @@ def nvcc_version() -> tuple[int, int] | None:
 
 def cache_dir() -> Path:
     """``$YOLOV3_TRT_CACHE/ptx`` or ``~/.cache/yolov3_trt/ptx``."""
-    root = os.environ.get("YOLOV3_TRT_CACHE") or Path.home() / ".cache" / "yolov3_trt"
-    return Path(root) / "ptx"
+    return cache_root() / "ptx"
 
 
 def cache_key(header: str, arch: str, compiler: str, version: tuple[int, int]) -> str:
