@@ -45,8 +45,9 @@ class Unavailable(Exception):
 
 
 def cache_root() -> Path:
-    root = os.environ.get("YOLOV3_TRT_CACHE") or Path.home() / ".cache" / "yolov3_trt"
-    return Path(root) / "trt-bindings"
+    from yolov3_trt.fileio import cache_root as project_cache
+
+    return project_cache() / "trt-bindings"
 
 
 def _download(version: str, folder: Path) -> Path:
