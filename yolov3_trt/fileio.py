@@ -18,19 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import FileError
+from .errors import FileError, FileWriteError
 
-
-class FileWriteError(FileError, OSError):
-    """A file that cannot be written: ``path: cannot write (reason)``; also an ``OSError``
-    carrying the original ``errno`` and ``strerror``."""
-
-    def __init__(self, path: str | os.PathLike, err: OSError, problem: str | None = None):
-        FileError.__init__(self, path, problem or f"cannot write ({err.strerror or err})")
-        self.errno, self.strerror, self.filename = err.errno, err.strerror, os.fspath(path)
-
-    def __str__(self) -> str:  # OSError's own __str__ would show "[Errno ...]" instead of the message
-        return FileError.__str__(self)
 
 
 @functools.lru_cache(maxsize=1)

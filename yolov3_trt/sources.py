@@ -46,7 +46,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from yolov3_trt.errors import FileError, ImageReadError
+from yolov3_trt.errors import FileError, ImageReadError, TruncatedVideoError
 from yolov3_trt.fileio import atomic_path, atomic_write_bytes
 from yolov3_trt.preprocess import read_image
 
@@ -57,13 +57,6 @@ _DEFAULT_VIDEO_FPS = 30.0  # for writing when the source reports none (many came
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 STREAM_TIMEOUT_MS = 10_000  # opening and reading a network stream: fail rather than hang
 
-
-class TruncatedVideoError(ImageReadError):
-    """A video that ended before its container's frame count (cut short or corrupt)."""
-
-    def __init__(self, path: str | os.PathLike, frames: int, total: int):
-        self.frames, self.total = frames, total
-        super().__init__(path, f"video ended after {frames} of {total} frames (truncated or corrupt)")
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import FileError, YoloV3TrtError
+from ..errors import FileError, TensorRTUnavailableError, YoloV3TrtError
 from ..fileio import atomic_write_bytes, file_sha256
 from ..metadata import PREFIX, ModelMetadata
 from .device import CudaDevice, probe_cuda_device, tensorrt_module
@@ -22,9 +22,6 @@ from .steps import (BuildOptions, build_serialized_engine, create_config, load_t
 
 logger = logging.getLogger(__name__)
 
-
-class TensorRTUnavailableError(YoloV3TrtError):
-    """TensorRT or a usable GPU is missing: the ONNX is ready, the engine must be built elsewhere."""
 
 
 def require_tensorrt(onnx_path: str | os.PathLike, build_flags: str = "", device_index: int = 0):

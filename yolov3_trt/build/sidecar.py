@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import FileError
+from ..errors import EngineCompatibilityError, FileError
 from ..fileio import atomic_write_json, file_sha256
 from ..metadata import ModelMetadata
 from .device import CudaDevice, parse_version
@@ -31,9 +31,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # TensorRT's hardware-compatibility levels, as the build tool spells them
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-cc")
 
-
-class EngineCompatibilityError(FileError):
-    """An engine built for another TensorRT version or GPU, or changed since it was built."""
 
 
 def sidecar_path(engine: str | os.PathLike) -> Path:

@@ -17,7 +17,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ..errors import FileError
+from ..errors import CalibrationError, FileError
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +26,6 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
 
 CalibSource = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]  # what callers may pass as images
 
-
-class CalibrationError(FileError):
-    """A calibration set that cannot be used: empty, unreadable, not images, too few images."""
 
 
 def _is_image(path: Path) -> bool:
@@ -91,7 +88,7 @@ def _candidates(source: CalibSource) -> tuple[list[Path], list[int] | None, str]
     else:
         files = [Path(p) for p in source]
         if not files:
-            raise CalibrationError("<calibration images>", "no images given; the calibration set is empty")
+            raise CalibrationError(None, "no images given; the calibration set is empty")
     for file in files:
         if not file.is_file():
             raise CalibrationError(file, "no such image file")

@@ -14,9 +14,10 @@ import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from ..darknet.layers import MAX_INPUT_SIDE
-from ..errors import YoloV3TrtError
+from ..errors import EnvironmentFailure, UsageError, YoloV3TrtError
 
 EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1  # the environment or a library failed (EnvironmentFailure): one line too
 
 # Import name -> (requirement as setup.py spells it, extras bringing it, in the order to suggest).
 # tests/test_options.py checks this against setup.py's extras. Modules of the base install are
@@ -45,9 +46,6 @@ BASE_MODULES: dict[str, str] = {"numpy": "numpy>=1.23", "cv2": "opencv-python-he
 TOOL_EXTRAS: dict[str, str] = {"export": "train", "train": "train", "detect": "train", "evaluate": "train",
                                "anchors": "train", "quantize": "quantize", "build": "trt"}
 
-
-class UsageError(YoloV3TrtError):
-    """A flag combination that makes no sense."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -269,7 +267,8 @@ def missing_module_message(err: ModuleNotFoundError, tool: str = "this tool") ->
 
 
 def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a tool's ``main``: user errors print one line to stderr and return 2; Ctrl-C returns 130.
+    """Run a tool's ``main``: user errors print one line to stderr and return 2; an
+    :class:`~yolov3_trt.errors.EnvironmentFailure` (CUDA, out of memory) one line and 1; Ctrl-C 130.
 
     A ModuleNotFoundError for an optional package (torch, onnx, modelopt, tensorrt, ...) is a user
     error too: the runtime-only install lacks it, and the line names the extra to install. Any other
@@ -282,6 +281,9 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except YoloV3TrtError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except EnvironmentFailure as err:
+        print(f"failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     except ModuleNotFoundError as err:
         message = missing_module_message(err, _tool_name(main))
         if message is None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Iterable, Sequence
 
-from ..errors import FileError
+from ..errors import FileError, OutputError
 from ..fileio import file_mode
 
 logger = logging.getLogger(__name__)
@@ -40,9 +40,6 @@ _STAGING_PREFIX = ".yolov3_trt-staging-"
 
 PathLike = str | os.PathLike
 
-
-class OutputError(FileError):
-    """An output path that cannot be written, or may not be (an input, an earlier output)."""
 
 
 def add_force_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, aliases: Sequence[str] = (),

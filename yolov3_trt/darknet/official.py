@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterable, Mapping, Sequence
 
-from ..errors import FileError
+from ..errors import FileError, WeightsDownloadError
 from ..fileio import atomic_path, cache_root
 from .weights import read_header
 
@@ -90,13 +90,6 @@ OFFICIAL_WEIGHTS: Mapping[str, OfficialWeights] = {w.name: w for w in (
     OfficialWeights("yolov3-spp", 252_209_544),  # no published checksum: size + header only
 )}
 
-
-class WeightsDownloadError(FileError):
-    """Official weights that no source could deliver verified; ``failures`` is [(source, reason)]."""
-
-    def __init__(self, name: str, problem: str, failures: Sequence[tuple[str, str]] = ()):
-        super().__init__(name, problem)
-        self.failures = list(failures)
 
 
 class _SourceFailed(Exception):

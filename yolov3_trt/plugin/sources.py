@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..errors import YoloV3TrtError
+from ..errors import PluginError, YoloV3TrtError
 
 # The files of plugins/yolo_decode_nms/ the kernel is compiled from (the host library adds
 # yolo_decode_nms_host.{h,cpp}); setup.py copies them into wheels as yolov3_trt/plugin/src/.
@@ -20,9 +20,6 @@ CONSTANTS_HEADER = "yolo_decode_nms_constants.h"
 LIBRARY_NAME = "libyolo_decode_nms.so"
 BUILD_HINT = 'build it with `pip install -e .` (or `python setup.py build_ext --inplace`) in the yolov3_trt checkout'
 
-
-class PluginError(YoloV3TrtError):
-    """The decode + NMS plugin cannot be built, loaded or compiled here."""
 
 
 def source_dir() -> Path:

@@ -40,10 +40,10 @@ def _settings(target: str) -> str:
 
 def check_request(target: str, method: str) -> None:
     if target not in TARGETS:
-        raise QuantizeError("<quantize>", f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+        raise QuantizeError(None, f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
     if method not in METHODS[target]:
         tool = "ModelOpt (TensorRT)" if target == "tensorrt" else "ONNX Runtime"
-        raise QuantizeError("<quantize>", f"calibration method {method!r} is not offered by {tool} for INT8: "
+        raise QuantizeError(None, f"calibration method {method!r} is not offered by {tool} for INT8: "
                                           f"use one of {', '.join(METHODS[target])}")
 
 

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileError
+from ..errors import FileError, QuantizeError
 from ..metadata import PREFIX, ModelMetadata
 
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need opset 13
 
-
-class QuantizeError(FileError):
-    """A model that cannot be quantized as asked (wrong input, size mismatch, unknown method)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..darknet.layers import MAX_INPUT_SIDE, YoloHead
 from ..detections import Detections
-from ..errors import FileError, YoloV3TrtError
+from ..errors import DetectorArgumentError, FileError, YoloV3TrtError
 from ..metadata import ModelMetadata
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
 from ..preprocess import preprocess
@@ -25,9 +25,6 @@ logger = logging.getLogger(__name__)
 POSTPROCESSORS = ("auto", "plugin", "numpy")
 __all__ = ["Detector", "DetectorArgumentError", "DeviceError"]
 
-
-class DetectorArgumentError(YoloV3TrtError, ValueError):
-    """A Detector argument outside its range (``iou=5``, ``max_det=0``, ``size=100``, a None path)."""
 
 
 def _check_threshold(name: str, value: float | None, what: str) -> None:

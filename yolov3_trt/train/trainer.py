@@ -38,7 +38,7 @@ from ..darknet.layers import YoloSpec, build_network
 from ..data.augment import Augment
 from ..data.dataset import DetectionDataset
 from ..data.loader import TrainingData, make_loader, multiscale_size, resize_batch
-from ..errors import CheckpointError, YoloV3TrtError
+from ..errors import CheckpointError, TrainingError, YoloV3TrtError
 from ..fileio import atomic_path, atomic_write_text
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.yolov3 import YoloV3
@@ -77,9 +77,6 @@ class TrainConfig:
     bn_images: int = 128            # BatchNorm statistics recomputed on this many training images; 0: not
     extra: dict[str, Any] = field(default_factory=dict)
 
-
-class TrainingError(YoloV3TrtError):
-    """Training that cannot go on: a loss or gradient that is not finite (nothing of it is saved)."""
 
 
 def distributed() -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from ...errors import YoloV3TrtError
+from ...errors import DeviceError, YoloV3TrtError
 from .base import Backend
 
 # name -> (module, class, the Python package it needs, file suffixes it loads)
@@ -25,9 +25,6 @@ REGISTRY: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
-
-class DeviceError(YoloV3TrtError, ValueError):
-    """A device that is misspelt, that a backend cannot use, or that is not present here."""
 
 
 def installed(name: str) -> bool:
