@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.assets import SAMPLE
 from yolov3_trt.preprocess import read_image

@@ -17,7 +17,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt import Detector
 from yolov3_trt.model.yolov3 import YoloV3

@@ -8,7 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import DARKNET, ROOT
+from helpers import DARKNET, ROOT
 
 from yolov3_trt.cli.common import run
 from yolov3_trt.cli.outputs import MANIFEST

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from conftest import random_model
+from helpers import random_model
 
 from yolov3_trt.cli import fast_path
 from yolov3_trt.cli.models import build_detector

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.cli.common import run
 from yolov3_trt.info import main

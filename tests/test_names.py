@@ -9,7 +9,7 @@ from yolov3_trt.errors import FileError, YoloV3TrtError
 from yolov3_trt.names import COCO_NAMES, check_names, default_names, load_names
 
 try:
-    from conftest import SHARED
+    from helpers import SHARED
 except ImportError:  # run from elsewhere: the shared folder sits beside the checkout
     SHARED = Path(__file__).resolve().parents[2] / "shared"
 

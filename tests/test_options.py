@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import ROOT, random_model
+from helpers import ROOT, random_model
 
 from yolov3_trt.cli.common import BASE_MODULES, OPTIONAL_MODULES, missing_module_message, run
 

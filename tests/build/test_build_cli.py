@@ -9,7 +9,7 @@ import importlib.util
 
 import onnx
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.build.__main__ import _choose_flavour, main, parse_batch
 from yolov3_trt.build.device import is_available

@@ -6,7 +6,7 @@ import sys
 import types
 
 import pytest
-from conftest import ROOT, SHARED
+from helpers import ROOT, SHARED
 
 from yolov3_trt.build import device as probe
 

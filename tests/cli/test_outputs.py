@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, random_model
+from helpers import ROOT, random_model
 
 from yolov3_trt.build.__main__ import main as build_main
 from yolov3_trt.cli.common import run

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.darknet.builtin import BUILTIN_MODELS, builtin_cfg, load_cfg, set_anchors, set_classes
 from yolov3_trt.darknet.cfg import format_cfg, parse_cfg, parse_cfg_text

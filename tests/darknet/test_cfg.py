@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OFFICIAL_CFGS
+from helpers import OFFICIAL_CFGS
 
 from yolov3_trt.darknet.cfg import format_cfg, parse_cfg, parse_cfg_text, write_cfg
 from yolov3_trt.darknet.layers import build_network

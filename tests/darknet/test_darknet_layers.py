@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.darknet.cfg import parse_cfg, parse_cfg_text
 from yolov3_trt.darknet.layers import ConvSpec, MaxPoolSpec, YoloSpec, build_network

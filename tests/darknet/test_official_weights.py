@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.cli.common import UsageError, run
 from yolov3_trt.darknet.builtin import load_cfg

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.darknet.builtin import builtin_cfg, load_cfg
 from yolov3_trt.darknet.cfg import parse_cfg

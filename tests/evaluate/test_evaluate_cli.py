@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import DARKNET, random_model
+from helpers import DARKNET, random_model
 
 from yolov3_trt.cli.common import run
 from yolov3_trt.evaluate import coco_metrics

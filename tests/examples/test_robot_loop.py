@@ -9,7 +9,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import DARKNET, ROOT, random_model
+from helpers import DARKNET, ROOT, random_model
 
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.names import COCO_NAMES

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import random_model
+from helpers import random_model
 
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.export.tail import append_tail, strip_tail

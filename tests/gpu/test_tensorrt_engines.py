@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_model
+from helpers import ROOT, random_model
 from gpu_helpers import (detection_set_problem, model_heads, nms_problem, onnxruntime_candidates, output_rows,
                          scene_images)
 

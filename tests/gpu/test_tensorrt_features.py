@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_model
+from helpers import random_model
 from gpu_helpers import (TIE_CONF, detection_keys, detection_set_problem, end2end_rows, model_heads, nms_problem,
                          onnxruntime_candidates, output_rows, scene_images, tie_input, tie_model)
 

@@ -15,7 +15,7 @@ def build(folder: Path) -> dict[str, Path]:
     """name -> path of every input the cases use (all inside ``folder``)."""
     import cv2
     import onnx
-    from conftest import random_model
+    from helpers import random_model
 
     from yolov3_trt.data.synthetic import generate
     from yolov3_trt.export.onnx_export import export_onnx

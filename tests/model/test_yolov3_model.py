@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import DARKNET, OFFICIAL_CFGS
+from helpers import DARKNET, OFFICIAL_CFGS
 
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.errors import DarknetWeightsError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DARKNET, random_model
+from helpers import DARKNET, random_model
 
 from yolov3_trt.errors import YoloV3TrtError
 from yolov3_trt.export.onnx_export import export_onnx

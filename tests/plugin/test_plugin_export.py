@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import DARKNET
+from helpers import DARKNET
 
 from yolov3_trt.cli.common import run
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights

@@ -7,7 +7,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from plugin_cases import yolov3_heads
 
 from yolov3_trt.plugin import host, trt_plugin

@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import onnx
 import pytest
-from conftest import DARKNET, random_model
+from helpers import DARKNET, random_model
 
 from yolov3_trt import Detector
 from yolov3_trt.export.onnx_export import export_onnx

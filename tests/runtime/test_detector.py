@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import onnx
 import pytest
-from conftest import DARKNET, random_model
+from helpers import DARKNET, random_model
 
 from yolov3_trt import Detector, YoloV3TrtError
 from yolov3_trt.errors import FileError

@@ -9,7 +9,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from conftest import DARKNET, random_model
+from helpers import DARKNET, random_model
 
 from yolov3_trt import Detector
 from yolov3_trt.errors import YoloV3TrtError

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import random_model
+from helpers import random_model
 
 from yolov3_trt.build.sidecar import EngineInfo, write_sidecar
 from yolov3_trt.fileio import file_sha256

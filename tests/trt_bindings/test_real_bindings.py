@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 import pytest
 from bindings import RELEASES, Unavailable, prepare
-from conftest import ROOT, random_model
+from helpers import ROOT, random_model
 from trt_names import used_names
 
 from yolov3_trt.names import COCO_NAMES
