@@ -1,6 +1,6 @@
 """User errors that used to end in tracebacks (issue #13): each is one line, exit 2.
 
-The runtime-only install (``pip install .``: numpy, OpenCV, ONNX Runtime, tqdm, matplotlib) is
+The runtime-only install (``pip install .``: numpy, OpenCV, ONNX Runtime, tqdm; no matplotlib) is
 simulated by running a tool in a subprocess whose import system refuses the optional packages
 it would need; :func:`yolov3_trt.cli.common.run` must then name the extra that brings them.
 """
@@ -120,23 +120,26 @@ def _dist(requirement: str) -> str:
 
 
 def _setup_extras() -> dict[str, list[str]]:
-    """setup.py's RUNTIME and extras lists (requirement strings), read without running setup()."""
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    lists: dict[str, list[str]] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            name, value = node.targets[0].id, node.value
-            if name == "DEV":  # DEV = TRAIN + QUANTIZE + [...]
-                lists[name] = lists["TRAIN"] + lists["QUANTIZE"] + list(ast.literal_eval(value.right))
-            elif isinstance(value, ast.List):
-                lists[name] = list(ast.literal_eval(value))
-        elif isinstance(node, ast.AugAssign) and node.target.id == "DEV":  # DEV += [...]
-            lists["DEV"] += list(ast.literal_eval(node.value))
-    return {"base": lists["RUNTIME"], "train": lists["TRAIN"], "quantize": lists["QUANTIZE"], "trt": lists["TRT"],
-            "openvino": lists["OPENVINO"], "bench": lists["BENCH"], "dev": lists["DEV"]}
+    """pyproject.toml's dependencies ("base") and extras (requirement strings), with the
+    self-references (``yolov3_trt[train,quantize]``) expanded."""
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml with tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    raw = {"base": project["dependencies"], **project["optional-dependencies"]}
+
+    def expand(requirements: list[str]) -> list[str]:
+        out: list[str] = []
+        for r in requirements:
+            if r.startswith(project["name"] + "["):
+                for extra in r[len(project["name"]) + 1:-1].split(","):
+                    out += expand(raw[extra])
+            else:
+                out.append(r)
+        return out
+
+    return {extra: expand(requirements) for extra, requirements in raw.items()}
 
 
-def test_the_module_map_matches_setup_py():
+def test_the_module_map_matches_pyproject():
     extras = {extra: {_dist(r): r for r in requirements} for extra, requirements in _setup_extras().items()}
     for module, (requirement, named) in OPTIONAL_MODULES.items():
         holding = {extra for extra, dists in extras.items() if _dist(requirement) in dists}
@@ -150,7 +153,7 @@ def test_the_module_map_matches_setup_py():
     modules = {"nvidia-modelopt": "modelopt", "onnx-graphsurgeon": "onnx_graphsurgeon", "cuda-python": "cuda",
                "opencv-python-headless": "cv2", "tritonclient[grpc]": "tritonclient"}
     not_imported = {"nvidia-cuda-nvrtc-cu12", "nvidia-cuda-nvrtc", "cuda-bindings", "pytest", "pytest-timeout",
-                    "hypothesis"}  # shared libraries (loaded by cuda-python) and test tools
+                    "hypothesis", "ruff"}  # shared libraries (loaded by cuda-python) and test tools
     for extra in ("train", "quantize", "trt", "openvino", "dev"):
         for dist in extras[extra]:
             if dist not in not_imported:
@@ -177,8 +180,10 @@ def test_the_module_map_matches_setup_py():
                                                     'brings: pip install "tritonclient[grpc]>=2.40"'),
     ("cv2", "python -m yolov3_trt.detect", 'needs cv2, which is missing although the base install includes it: '
                                            'pip install "opencv-python-headless>=4.8"'),
-    ("matplotlib", "python -m yolov3_trt.evaluate", 'needs matplotlib, which is missing although the base install '
-                                                    'includes it'),
+    ("matplotlib", "python -m yolov3_trt.evaluate", 'needs matplotlib, which the runtime install does not include: '
+                                                    'pip install ".[train]"'),
+    ("matplotlib", "python benchmarks/fps.py", 'needs matplotlib, which the runtime install does not include: '
+                                               'pip install ".[train]"'),
 ])
 def test_missing_module_messages(name, tool, words):
     message = missing_module_message(ModuleNotFoundError(f"No module named {name!r}", name=name), tool)

@@ -20,7 +20,7 @@ EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1  # the environment or a library failed (EnvironmentFailure): one line too
 
 # Import name -> (requirement as setup.py spells it, extras bringing it, in the order to suggest).
-# tests/test_options.py checks this against setup.py's extras. Modules of the base install are
+# tests/test_options.py checks this against pyproject.toml's extras. Modules of the base install are
 # listed too: missing, they mean a broken install rather than a missing extra.
 OPTIONAL_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("torch>=2.1", ("train",)),
@@ -38,10 +38,10 @@ OPTIONAL_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "torchvision": ("torchvision", ("dev",)),
     "tritonclient": ("tritonclient[grpc]>=2.40", ("dev",)),
     "openvino": ("openvino>=2024.0", ("openvino",)),
+    "matplotlib": ("matplotlib>=3.6", ("train", "bench")),  # plots only: a robot's runtime install has none
 }
 BASE_MODULES: dict[str, str] = {"numpy": "numpy>=1.23", "cv2": "opencv-python-headless>=4.8",
-                                "onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60",
-                                "matplotlib": "matplotlib>=3.6"}
+                                "onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60"}
 # A tool's own extra, preferred when a module comes with several (onnx: train, quantize, trt).
 TOOL_EXTRAS: dict[str, str] = {"export": "train", "train": "train", "detect": "train", "evaluate": "train",
                                "anchors": "train", "quantize": "quantize", "build": "trt"}
