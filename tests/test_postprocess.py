@@ -191,7 +191,7 @@ def test_nms_identical_scores_keeps_lowest_index() -> None:
 def test_nms_empty_and_degenerate(ops) -> None:
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
     assert batched_nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), 0.5).dtype == np.int64
-    # Two empty boxes: IoU 0/0 is NaN, which suppresses nothing (as torchvision).
+    # Two empty boxes: an empty union, IoU 0 (yolov3_trt.boxes; NaN in torchvision): nothing suppressed.
     boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5]], np.float32)
     scores = np.array([0.9, 0.8], np.float32)
     np.testing.assert_array_equal(nms(boxes, scores, 0.5), torch_nms(ops, boxes, scores, 0.5))
@@ -511,7 +511,7 @@ def test_postprocess_is_bit_identical_on_noise(seed: int) -> None:
 @pytest.mark.parametrize("iou", [0.3, 0.45, 0.7])
 def test_batched_nms_equals_sequential_greedy(sizes: tuple[int, ...], iou: float) -> None:
     # Class sizes on both sides of the pairwise / sequential switch, quantised scores (ties),
-    # clustered boxes (long suppression chains) and a few empty boxes (NaN IoU).
+    # clustered boxes (long suppression chains) and a few empty boxes (empty unions).
     rng = np.random.default_rng(sum(sizes) + int(iou * 100))
     classes = rng.permutation(np.repeat(np.arange(len(sizes)), sizes))
     n = len(classes)

@@ -12,13 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
+from .boxes import wh_iou
 from .cli.common import UsageError, make_parser, parse_size, run
 
 
-def shape_iou(boxes: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """(N, K) IoU of centred (w, h) boxes with centred (w, h) anchors."""
-    inter = np.minimum(boxes[:, None, 0], anchors[None, :, 0]) * np.minimum(boxes[:, None, 1], anchors[None, :, 1])
-    return inter / (boxes[:, None].prod(-1) + anchors[None].prod(-1) - inter)
+shape_iou = wh_iou  # (N, K) IoU of centred (w, h) boxes with centred (w, h) anchors: yolov3_trt.boxes
 
 
 def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iterations: int = 300) -> tuple[np.ndarray, float]:

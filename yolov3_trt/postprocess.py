@@ -1,4 +1,10 @@
-"""Decode YOLOv3 head outputs and run NMS: the numpy reference for the CUDA plugin.
+"""Decode YOLOv3 head outputs and run NMS in numpy: the Detector's ``postprocessor="numpy"``.
+
+This is the named numpy fallback of :class:`yolov3_trt.runtime.detector.Detector` (used when the
+decode + NMS host library is not built, or asked for) and the package's public ``decode``,
+``nms``, ``batched_nms`` and ``postprocess``. It gives the same detections as the plugin
+(``plugin/host.py`` runs the kernel's source on the CPU); ``tests/test_postprocess.py`` holds the
+short, obviously-correct reference both are checked against. IoU is :mod:`yolov3_trt.boxes`'.
 
 Darknet semantics (``yolo_layer.c``, ``box.c``), matched exactly:
 
@@ -15,8 +21,8 @@ Exactness comes first: sigmoids are evaluated in float64 and rounded to float32 
 differently: :func:`postprocess` takes ``sigmoid(obj)`` of every candidate but decodes boxes and
 class sigmoids only where ``obj > conf`` (no other row can score above ``conf``), and NMS gets
 the IoUs of all same-class pairs in one vectorised step. Each value still comes from the same
-element-wise float64 formula as in :func:`decode` (one helper each for boxes, sigmoid and IoU),
-so the detections are bit-identical to decoding everything.
+element-wise float64 formula as in :func:`decode` (one helper each for boxes and sigmoid, and
+:func:`yolov3_trt.boxes.paired_iou`), so the detections are bit-identical to decoding everything.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
+from yolov3_trt.boxes import paired_iou
 from yolov3_trt.darknet.layers import YoloHead
 
 logger = logging.getLogger(__name__)
@@ -59,7 +66,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
+def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
+    """``(net_w, net_h)`` from ``input_size``; ValueError unless two positive integers."""
     try:
         net_w, net_h = (int(v) for v in input_size)
     except (TypeError, ValueError):
@@ -69,8 +77,8 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
     return net_w, net_h
 
 
-def _check_outputs(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> tuple[int, int]:
-    """Validate head outputs against their heads; return ``(batch, classes)``."""
+def check_outputs(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> tuple[int, int]:
+    """Validate head outputs against their heads (ValueError naming the output); return ``(batch, classes)``."""
     if len(outputs) != len(heads):
         raise ValueError(f"got {len(outputs)} outputs for {len(heads)} yolo heads")
     if not heads:
@@ -141,9 +149,9 @@ def _candidate_counts(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) 
 
 def _checked(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
              ) -> tuple[list[np.ndarray], tuple[int, int]]:
-    net_size = _check_input_size(input_size)
+    net_size = check_input_size(input_size)
     outputs = [np.asarray(out) for out in outputs]
-    _check_outputs(outputs, heads)
+    check_outputs(outputs, heads)
     return outputs, net_size
 
 
@@ -194,11 +202,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     """Greedy non-maximum suppression, as ``torchvision.ops.nms`` and Darknet's ``do_nms_sort``.
 
     Args:
-        boxes: ``(N, 4)`` xyxy; IoU = inter / (area1 + area2 - inter), areas
-            ``(x2 - x1) * (y2 - y1)`` (no +1), computed in float64.
+        boxes: ``(N, 4)`` xyxy; IoU as :func:`yolov3_trt.boxes.paired_iou` (float64, no +1,
+            0 for an empty union).
         scores: ``(N,)``.
         iou_threshold: a box is dropped when its IoU with an already kept box is strictly
-            greater than this (a NaN IoU, from two empty boxes, suppresses nothing).
+            greater than this (so with a threshold >= 0, two empty boxes never suppress each
+            other, as in torchvision, whose IoU is NaN there).
 
     Returns:
         int64 indices of the kept boxes in descending score order; equal scores are visited,
@@ -237,8 +246,8 @@ def _class_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     Every class is visited in the global order (descending score, then ascending index)
     restricted to it. For the usual small classes the IoUs of all same-class pairs are computed
     at once and the greedy pass is solved on them (:func:`_greedy_on_pairs`); other classes run
-    the sequential loop. Both decide with the same IoU values (:func:`_iou`), so they keep the
-    same boxes.
+    the sequential loop. Both decide with the same IoU values (:func:`~yolov3_trt.boxes.paired_iou`,
+    element by element), so they keep the same boxes.
     """
     count = scores.shape[0]
     if count == 0:
@@ -251,34 +260,18 @@ def _class_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     pairwise = sizes <= _PAIRWISE_NMS_MAX
     if np.sum(sizes[pairwise] * (sizes[pairwise] - 1) // 2) > _PAIRWISE_PAIRS_MAX:
         pairwise[:] = False
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
     # Same-class pairs (i, j), i before j, as positions in `by_class`, for the pairwise classes.
     position = np.arange(count)
     later = np.where(np.repeat(pairwise, sizes), np.repeat(ends, sizes) - position - 1, 0)
     first = np.repeat(position, later)
     second = first + 1 + np.arange(len(first)) - np.repeat(np.cumsum(later) - later, later)
-    suppress = _iou(boxes, areas, by_class[first], by_class[second]) > iou_threshold
+    suppress = paired_iou(boxes[by_class[first]], boxes[by_class[second]]) > iou_threshold
     alive = _greedy_on_pairs(count, first[suppress], second[suppress]) & np.repeat(pairwise, sizes)
     kept = np.zeros(count, dtype=bool)
     kept[by_class[alive]] = True
     for end, size in zip(ends[~pairwise].tolist(), sizes[~pairwise].tolist()):
-        kept[_sequential_nms(boxes, areas, by_class[end - size:end], iou_threshold)] = True
+        kept[_sequential_nms(boxes, by_class[end - size:end], iou_threshold)] = True
     return order[kept[order]].astype(np.int64)
-
-
-def _iou(boxes: np.ndarray, areas: np.ndarray, a: np.ndarray | int, b: np.ndarray) -> np.ndarray:
-    """IoU of ``boxes[a]`` with ``boxes[b]`` (float64, ``a`` broadcast against ``b``).
-
-    The one IoU formula, evaluated element by element in the same float64 steps whichever way
-    the pairs are batched.
-    """
-    x1, y1, x2, y2 = boxes.T
-    inter_w = np.maximum(np.minimum(x2[a], x2[b]) - np.maximum(x1[a], x1[b]), 0.0)
-    inter_h = np.maximum(np.minimum(y2[a], y2[b]) - np.maximum(y1[a], y1[b]), 0.0)
-    inter = inter_w * inter_h
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return inter / (areas[a] + areas[b] - inter)
 
 
 def _greedy_on_pairs(count: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -299,14 +292,13 @@ def _greedy_on_pairs(count: int, first: np.ndarray, second: np.ndarray) -> np.nd
         alive = ~blocked
 
 
-def _sequential_nms(boxes: np.ndarray, areas: np.ndarray, order: np.ndarray,
-                    iou_threshold: float) -> np.ndarray:
+def _sequential_nms(boxes: np.ndarray, order: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Greedy NMS visiting ``order``, one kept box at a time; the kept indices."""
     keep: list[int] = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        order = rest[~(_iou(boxes, areas, best, rest) > iou_threshold)]  # not `<=`: NaN survives
+        order = rest[~(paired_iou(boxes[best], boxes[rest]) > iou_threshold)]  # not `<=`: NaN survives
     return np.asarray(keep, dtype=np.intp)
 
 

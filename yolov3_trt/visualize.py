@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Sequence
 import cv2
 import numpy as np
 
+from yolov3_trt.boxes import paired_iou
+
 if TYPE_CHECKING:  # only for annotations: drawing needs no more than the four attributes
     from yolov3_trt.detections import Detections
 
@@ -100,19 +102,6 @@ class Label:
     font_scale: float
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two xyxy boxes; identical boxes give 1.0 even when empty."""
-    if tuple(a) == tuple(b):
-        return 1.0
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _overlaps(rects: np.ndarray, placed: np.ndarray) -> np.ndarray:
     """Pixels each of ``rects`` ``(K, 4)`` shares with all of ``placed`` ``(P, 4)`` together
     (inclusive xyxy), as ``(K,)``."""
@@ -122,14 +111,16 @@ def _overlaps(rects: np.ndarray, placed: np.ndarray) -> np.ndarray:
 
 
 def _group(boxes: np.ndarray, scores: np.ndarray, group_iou: float) -> list[list[int]]:
-    """Indices of the finite boxes, grouped greedily by IoU with each group's best box; groups
+    """Indices of the finite boxes, grouped greedily by IoU (:func:`yolov3_trt.boxes.paired_iou`)
+    with each group's best box, identical boxes always (even empty ones, whose IoU is 0); groups
     and their members in descending score order (ties keep input order)."""
     groups: list[list[int]] = []
     for i in np.argsort(-scores, kind="stable").tolist():
         if not np.all(np.isfinite(boxes[i])):
             continue
         for members in groups:
-            if box_iou(boxes[members[0]], boxes[i]) >= group_iou:
+            best = boxes[members[0]]
+            if np.array_equal(best, boxes[i]) or paired_iou(best, boxes[i]) >= group_iou:
                 members.append(i)
                 break
         else:

@@ -11,12 +11,12 @@ from typing import Any
 
 # public name -> module that defines it
 _EXPORTS = {
-    "Sample": "yolov3_trt.data.dataset",
-    "DetectionDataset": "yolov3_trt.data.dataset",
+    "Sample": "yolov3_trt.data.samples",
+    "DetectionDataset": "yolov3_trt.data.samples",
     "load_dataset": "yolov3_trt.data.dataset",
-    "cxcywh_to_xyxy": "yolov3_trt.data.dataset",
-    "xyxy_to_cxcywh": "yolov3_trt.data.dataset",
-    "IMAGE_SUFFIXES": "yolov3_trt.data.dataset",
+    "cxcywh_to_xyxy": "yolov3_trt.data.samples",
+    "xyxy_to_cxcywh": "yolov3_trt.data.samples",
+    "IMAGE_SUFFIXES": "yolov3_trt.data.samples",
     "read_labels": "yolov3_trt.data.yolo_format",
     "label_path": "yolov3_trt.data.yolo_format",
     "write_yolo": "yolov3_trt.data.yolo_format",

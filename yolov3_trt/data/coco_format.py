@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from yolov3_trt.data.dataset import DetectionDataset, Sample, cxcywh_to_xyxy
+from yolov3_trt.data.samples import DetectionDataset, Sample, cxcywh_to_xyxy
 from yolov3_trt.errors import DatasetError
 from yolov3_trt.fileio import atomic_write_json
 from yolov3_trt.preprocess import read_image

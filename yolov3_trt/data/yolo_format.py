@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolov3_trt.data.dataset import IMAGE_SUFFIXES, DetectionDataset, Sample
+from yolov3_trt.data.samples import IMAGE_SUFFIXES, DetectionDataset, Sample
 from yolov3_trt.errors import DatasetError, FileError
 from yolov3_trt.fileio import atomic_path, atomic_write_text
 

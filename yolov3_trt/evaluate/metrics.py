@@ -46,6 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..boxes import box_convert, box_iou  # box_iou: matching's IoU, also yolov3_trt.evaluate.box_iou
 from ..errors import YoloV3TrtError
 
 # pycocotools' own threshold grids (COCOeval Params.setDetParams)
@@ -83,23 +84,6 @@ def _prediction(item: Prediction, index: int) -> tuple[np.ndarray, np.ndarray, n
 def _check_lengths(ground_truth: Sequence, predictions: Sequence) -> None:
     if len(ground_truth) != len(predictions):
         raise ValueError(f"{len(ground_truth)} images of ground truth but {len(predictions)} of predictions")
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4), both xyxy -> (N, M) float64.
-
-    Continuous coordinates (area = w * h, no +1), as pycocotools computes it.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
 
 
 # ---- matching and AP ---------------------------------------------------------------------
@@ -314,7 +298,7 @@ def precision_recall_curve(ground_truth: Sequence[GroundTruth], predictions: Seq
 # ---- pycocotools ---------------------------------------------------------------------------
 
 def _xywh(boxes: np.ndarray) -> list[list[float]]:
-    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+    return box_convert(boxes, "xyxy", "xywh").tolist()
 
 
 def _coco_objects(ground_truth, predictions, image_sizes, num_classes):

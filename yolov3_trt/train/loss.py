@@ -49,12 +49,17 @@ class HeadTargets:
 
 
 def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix (N, M) of boxes given as (cx, cy, w, h), as Darknet's ``box_iou``."""
+    """IoU matrix (N, M) of boxes given as (cx, cy, w, h), as Darknet's ``box_iou``.
+
+    The torch twin of :func:`yolov3_trt.boxes.box_iou` (same convention: continuous areas,
+    intersection clipped at 0, IoU 0 where the union is not positive), in the tensors' dtype.
+    """
     a1, a2 = a[:, None, :2] - a[:, None, 2:] / 2, a[:, None, :2] + a[:, None, 2:] / 2
     b1, b2 = b[None, :, :2] - b[None, :, 2:] / 2, b[None, :, :2] + b[None, :, 2:] / 2
     inter = (torch.minimum(a2, b2) - torch.maximum(a1, b1)).clamp(min=0).prod(-1)
     union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
-    return inter / union.clamp(min=1e-12)
+    positive = union > 0
+    return torch.where(positive, inter / torch.where(positive, union, torch.ones_like(union)), torch.zeros_like(union))
 
 
 def best_anchors(wh: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
