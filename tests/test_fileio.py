@@ -6,6 +6,7 @@ import stat
 
 import pytest
 
+from yolov3_trt import fileio
 from yolov3_trt.fileio import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -34,3 +35,31 @@ def test_temp_keeps_suffix(tmp_path):
     with atomic_path(tmp_path / "v.mp4") as tmp:
         assert tmp.suffix == ".mp4" and tmp.parent == tmp_path
         tmp.write_bytes(b"x")
+
+
+def test_file_mode_reads_the_umask_without_setting_it(monkeypatch):
+    umask = os.umask(0o027)  # the test may set it; the library must not
+    try:
+        def refuse(_mask):
+            raise AssertionError("library code set the process umask")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        assert fileio.file_mode() == 0o640
+        monkeypatch.setattr(fileio, "_proc_umask", lambda: None)  # not Linux: the probe file
+        fileio._probed_umask.cache_clear()
+        assert fileio.file_mode() == 0o640
+        monkeypatch.undo()
+    finally:
+        os.umask(umask)
+        fileio._probed_umask.cache_clear()
+
+
+def test_file_mode_follows_a_later_umask_on_linux():
+    if fileio._proc_umask() is None:
+        pytest.skip("no Umask: line in /proc/self/status here")
+    umask = os.umask(0o077)
+    try:
+        assert fileio.file_mode() == 0o600
+    finally:
+        os.umask(umask)
+    assert fileio.file_mode() == 0o666 & ~umask

@@ -22,15 +22,48 @@ from .errors import FileError, FileWriteError
 
 
 
-@functools.lru_cache(maxsize=1)
 def file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give: 0o666 less the umask."""
-    umask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
+    """The mode a plain ``open(path, "w")`` would give now: 0o666 less the process umask.
+
+    The umask is read without being set (setting it, even briefly, would change the mode of
+    files other threads create meanwhile): on Linux from ``/proc/self/status`` (``Umask:``),
+    read on every call; elsewhere from the mode of a probe file, measured once per process.
+    """
+    umask = _proc_umask()
+    return 0o666 & ~(umask if umask is not None else _probed_umask())
 
 
-_file_mode = file_mode  # the earlier private name
+def _proc_umask() -> int | None:
+    """The umask from ``/proc/self/status`` (Linux >= 4.7), or None where it is not there."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _probed_umask() -> int:
+    """The umask as the mode bits a new 0o666 file lacks (a probe file in the temp folder); 0o022
+    when no file can be made there."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".umask-probe.")
+    except OSError:
+        return 0o022
+    os.close(fd)
+    try:
+        os.unlink(probe)
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        os.close(fd)
+        return 0o666 & ~os.stat(probe).st_mode & 0o777
+    except OSError:
+        return 0o022
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 @contextlib.contextmanager
