@@ -4,6 +4,12 @@ Everything a runtime needs to use a model file alone: input size, class names, a
 strides per head, the letterbox mode, and for end-to-end graphs the thresholds baked into them.
 Values are strings (ONNX stores string pairs); lists and numbers are JSON. No onnx or torch
 import: ONNX Runtime reads the map with ``session.get_modelmeta().custom_metadata_map``.
+
+The decode and NMS facts are the specs' (:mod:`yolov3_trt.specs`): :meth:`ModelMetadata.from_specs`
+stores a :class:`~yolov3_trt.specs.DecodeSpec` (and an :class:`~yolov3_trt.specs.NmsSpec` for
+tailed graphs), :meth:`~ModelMetadata.decode_spec` / :meth:`~ModelMetadata.nms_spec` give them
+back. The stored keys (format version 1) are unchanged: ``input_size`` [w, h], ``anchors``
+[[[w, h], ...], ...], ``strides`` [[x, y], ...], ``conf``, ``iou``, ``max_det``, ``pre_nms_top_k``.
 """
 from __future__ import annotations
 
@@ -13,10 +19,13 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from .errors import FileError
+from .specs import DecodeSpec, NmsSpec
+from .vocab import Flavour
 
 FORMAT = "yolov3_trt"
 VERSION = 1
-FLAVOURS = ("raw", "end2end", "plugin")  # plugin: decode + NMS as the TensorRT plugin node
+FLAVOURS = Flavour.values()  # plugin: decode + NMS as the TensorRT plugin node
+NMS_KEYS = ("conf", "iou", "max_det", "pre_nms_top_k")  # NmsSpec's fields, stored for tailed graphs
 PREFIX = "yolov3_trt."
 
 
@@ -58,12 +67,32 @@ class ModelMetadata:
         """
         from .darknet.cfg import format_cfg
 
-        width, height = size or model.input_size
-        shapes = model.network.shapes(width, height)  # also validates the size for this cfg
-        strides = tuple((width // shapes[h.layer].output[2], height // shapes[h.layer].output[1])
-                        for h in model.heads)
-        return cls(**{"flavour": "raw", "cfg": format_cfg(model.cfg), **fields}, input_size=(width, height),
-                   names=tuple(names), anchors=tuple(h.anchors for h in model.heads), strides=strides)
+        decode = model.decode_spec(size)  # also validates the size for this cfg
+        return cls.from_specs(decode, names, **{"flavour": "raw", "cfg": format_cfg(model.cfg), **fields})
+
+    @classmethod
+    def from_specs(cls, decode: DecodeSpec, names: Sequence[str], nms: NmsSpec | None = None,
+                   **fields) -> "ModelMetadata":
+        """Metadata holding ``decode`` (and ``nms``, for end2end and plugin graphs); ``fields`` set the rest."""
+        thresholds = {} if nms is None else {"conf": float(nms.conf), "iou": float(nms.iou),
+                                             "max_det": int(nms.max_det), "pre_nms_top_k": nms.pre_nms_top_k}
+        return cls(**{**fields, **thresholds}, input_size=decode.input_size, names=tuple(names),
+                   anchors=decode.anchors, strides=decode.strides)
+
+    def decode_spec(self, path: str | os.PathLike | None = None) -> DecodeSpec:
+        """The model's decode; with ``path``, inconsistent values are a FileError naming it."""
+        try:
+            return DecodeSpec.from_strides(self.anchors, self.strides, self.num_classes, self.input_size)
+        except ValueError as err:
+            if path is None:
+                raise
+            raise FileError(path, f"broken yolov3_trt metadata ({err})") from None
+
+    def nms_spec(self) -> NmsSpec | None:
+        """The NMS baked into an end2end or plugin graph; None for raw heads (or when not stored)."""
+        if self.conf is None or self.iou is None or self.max_det is None:
+            return None
+        return NmsSpec(conf=self.conf, iou=self.iou, max_det=self.max_det, pre_nms_top_k=self.pre_nms_top_k)
 
     def to_props(self) -> dict[str, str]:
         """String key/value pairs for ONNX ``metadata_props``."""
@@ -74,7 +103,7 @@ class ModelMetadata:
             "strides": json.dumps([list(s) for s in self.strides]), "resize": self.resize,
             "weights_sha256": self.weights_sha256, "source": self.source, "cfg": self.cfg,
         }
-        for key in ("conf", "iou", "max_det", "pre_nms_top_k"):
+        for key in NMS_KEYS:
             value = getattr(self, key)
             if value is not None:
                 props[key] = json.dumps(value)
@@ -95,7 +124,7 @@ class ModelMetadata:
             flavour = ours["flavour"]
             if flavour not in FLAVOURS:
                 raise ValueError(f"unknown flavour {flavour!r}")
-            optional = {k: json.loads(ours[k]) for k in ("conf", "iou", "max_det", "pre_nms_top_k") if k in ours}
+            optional = {k: json.loads(ours[k]) for k in NMS_KEYS if k in ours}
             known = {"format", "version", "flavour", "input_size", "names", "anchors", "strides", "resize",
                      "weights_sha256", "source", "cfg", *optional}
             width, height = (int(v) for v in json.loads(ours["input_size"]))

@@ -5,7 +5,7 @@
  *
  *   score(box, c) = float32(sigmoid(obj)) * float32(sigmoid(cls_c)), sigmoids in float64;
  *   a candidate is a (box, class) pair with score > conf (float32 compare);
- *   when more than `capacity` candidates pass, the `capacity` best by key are kept (key =
+ *   when more than `pre_nms_top_k` candidates pass, the `pre_nms_top_k` best by key are kept (key =
  *   score, then lower flat index box * C + class; see make_key): a radix select on the 64-bit
  *   keys, never arrival order;
  *   candidates sorted by key (bitonic sort), boxes decoded in float64 and stored as float32;
@@ -155,7 +155,7 @@ template <class Exec, class T>
 HOST_DEVICE void decode_nms_image(const Exec& ex, const YoloParams& p, const T* const* heads, int image,
                                   const YoloWorkspace& ws, int* num_dets, float* boxes, float* scores,
                                   int* classes) {
-    const unsigned capacity = (unsigned)p.capacity;
+    const unsigned capacity = (unsigned)p.pre_nms_top_k;
     const unsigned classes_n = (unsigned)p.num_classes;
     ex.for_each_thread([&](int tid) {
         if (tid == 0) ws.counters[0] = ws.counters[1] = 0u;

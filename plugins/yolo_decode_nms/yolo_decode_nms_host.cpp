@@ -12,7 +12,7 @@ namespace {
 
 bool valid(const YoloParams& p) {
     if (p.num_classes < 1 || p.num_heads < 1 || p.num_heads > YOLO_MAX_HEADS) return false;
-    if (p.input_w < 1 || p.input_h < 1 || p.max_det < 0 || p.capacity < 1) return false;
+    if (p.input_w < 1 || p.input_h < 1 || p.max_det < 0 || p.pre_nms_top_k < 1) return false;
     if (!(p.conf >= 0.0f) || p.iou != p.iou) return false;
     double flat = 0;
     for (int h = 0; h < p.num_heads; ++h) {
@@ -29,10 +29,10 @@ int run(const YoloParams& p, const void* const* raw_heads, int batch, int thread
     const T* heads[YOLO_MAX_HEADS] = {};
     for (int h = 0; h < p.num_heads; ++h) heads[h] = static_cast<const T*>(raw_heads[h]);
     std::size_t padded = 1;
-    while (padded < (std::size_t)p.capacity) padded <<= 1;
+    while (padded < (std::size_t)p.pre_nms_top_k) padded <<= 1;
     std::vector<yolo_u64> keys(padded);
-    std::vector<float> box_buf((std::size_t)p.capacity * 4);
-    std::vector<unsigned char> alive((std::size_t)p.capacity);
+    std::vector<float> box_buf((std::size_t)p.pre_nms_top_k * 4);
+    std::vector<unsigned char> alive((std::size_t)p.pre_nms_top_k);
     std::vector<unsigned> hist(256), counters(2);
     const YoloWorkspace ws{keys.data(), box_buf.data(), alive.data(), hist.data(), counters.data()};
     const HostExec ex{threads};

@@ -2,20 +2,21 @@
  *
  * Compiled at engine-build time (NVRTC, or nvcc) with a generated yolo_decode_nms_constants.h
  * (yolov3_trt/plugin/params.py) that defines:
- *   YOLO_PARAMS_INIT      the YoloParams initialiser (classes, anchors, strides, grids, conf,
- *                         iou, max_det, capacity): TensorRT's AOT path does not serialise
- *                         plugin attributes, so they are compiled in;
+ *   yolo_params_init()    a constexpr function returning the YoloParams (classes, anchors,
+ *                         strides, grids, conf, iou, max_det, pre_nms_top_k), assigned field
+ *                         by field by name: TensorRT's AOT path does not serialise plugin
+ *                         attributes, so they are compiled in;
  *   YOLO_INPUT_T          float or unsigned short (IEEE half bits);
  *   YOLO_CAPACITY, YOLO_CAPACITY_POW2, YOLO_BLOCK;
  *   YOLO_HEAD_ARGS        the head parameters (const YOLO_INPUT_T* __restrict__ head0, ...);
  *   YOLO_HEAD_LIST        head0, head1, ...
  * Arguments follow the AOT contract: input tensors, then integer scalars (batch), then outputs
  * num_dets [B,1] int32, boxes [B,K,4] float32, scores [B,K] float32, classes [B,K] int32. */
-#include "yolo_decode_nms_constants.h"
 #include "decode_nms.cuh"
 #include "executors.cuh"
+#include "yolo_decode_nms_constants.h"
 
-__constant__ YoloParams kYoloParams = YOLO_PARAMS_INIT;
+__constant__ YoloParams kYoloParams = yolo_params_init();
 
 extern "C" __global__ void __launch_bounds__(YOLO_BLOCK)
 yolo_decode_nms(YOLO_HEAD_ARGS, int batch, int* __restrict__ num_dets, float* __restrict__ boxes,

@@ -20,7 +20,7 @@ typedef struct YoloParams {
     float conf;                                     /* keep score > conf (float32 compare) */
     double iou;                                     /* suppress IoU > iou (float64 IoU) */
     int max_det;                                    /* K: detections per image (output width) */
-    int capacity;                                   /* pre-NMS top-K: best candidates kept */
+    int pre_nms_top_k;                              /* best candidates kept for NMS */
 } YoloParams;
 
 #endif

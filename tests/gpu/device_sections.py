@@ -55,7 +55,7 @@ def kernel_sections(launches: int, warmup: int) -> tuple[dict, dict]:
             for fp16 in (False, True):
                 for conf in (0.001, 0.25):
                     config = PluginConfig.from_heads(heads, SIZE, grids, conf=conf, iou=0.45, max_det=100,
-                                                     capacity=DEFAULT_DEVICE_CAPACITY)
+                                                     pre_nms_top_k=DEFAULT_DEVICE_CAPACITY)
                     try:
                         kernel = DeviceKernel(driver, device, config, fp16=fp16)
                     except KernelUnavailable as why:

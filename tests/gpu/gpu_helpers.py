@@ -294,14 +294,14 @@ def tie_input(batch: int = 2):
 # ---- heads ---------------------------------------------------------------------------------------
 
 def model_heads(cfg: str, size: tuple[int, int] = (416, 416)):
-    """(heads, grids (H, W)) of a built-in cfg (``yolov3``, ``yolov3-tiny``, ...) at ``size`` (w, h)."""
+    """(heads, grids (W, H)) of a built-in cfg (``yolov3``, ``yolov3-tiny``, ...) at ``size`` (w, h)."""
     from yolov3_trt.darknet.builtin import load_cfg
     from yolov3_trt.darknet.layers import build_network
 
     network = build_network(load_cfg(cfg))
     shapes = network.shapes(*size)
     heads = network.heads()
-    return heads, [tuple(shapes[h.layer].output[1:]) for h in heads]
+    return heads, [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in heads]
 
 
 def network_bflops(cfg: str, size: tuple[int, int] = (416, 416)) -> float:
@@ -319,7 +319,7 @@ def random_heads(rng: np.random.Generator, batch: int, heads, grids, *, obj_mean
     ~N(mean, spread), as tests/plugin/plugin_cases.py makes them. ``tie_step`` rounds the logits
     to multiples of it (many exactly equal scores); ``fp16`` returns float16 arrays."""
     outputs = []
-    for head, (gh, gw) in zip(heads, grids):
+    for head, (gw, gh) in zip(heads, grids):  # grids (W, H), as everywhere
         anchors, classes = len(head.anchors), head.classes
         out = rng.normal(0.0, 1.0, (batch, anchors, 5 + classes, gh, gw)).astype(np.float32)
         out[:, :, 4] = rng.normal(obj_mean, spread, (batch, anchors, gh, gw))

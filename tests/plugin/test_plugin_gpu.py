@@ -57,8 +57,8 @@ def test_gpu_kernel_equals_host_build(cuda, conf, fp16, batch):
     driver, device = cuda
     size, classes = 416, 80
     outputs = random_outputs(np.random.default_rng(0), batch, classes, size, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
-    config = PluginConfig.from_heads(yolov3_heads(classes), (size, size), [o.shape[2:] for o in outputs], conf=conf,
-                                     iou=0.45, max_det=100, capacity=1024)
+    config = PluginConfig.from_heads(yolov3_heads(classes), (size, size), [o.shape[:1:-1] for o in outputs],
+                                     conf=conf, iou=0.45, max_det=100, pre_nms_top_k=1024)
     gpu, ms = _run_kernel(driver, device, outputs, config)
     start = time.perf_counter()
     cpu = host.run_host(outputs, config)
@@ -75,7 +75,7 @@ def test_gpu_kernel_equals_host_build_two_heads(cuda, conf, fp16, batch):
     driver, device = cuda
     heads, grids = model_heads("yolov3-tiny", (416, 416))
     outputs = random_heads(np.random.default_rng(1), batch, heads, grids, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
-    config = PluginConfig.from_heads(heads, (416, 416), grids, conf=conf, iou=0.45, max_det=100, capacity=1024)
+    config = PluginConfig.from_heads(heads, (416, 416), grids, conf=conf, iou=0.45, max_det=100, pre_nms_top_k=1024)
     gpu, _ = _run_kernel(driver, device, outputs, config)
     same_plugin_detections(gpu, host.run_host(outputs, config))
 

@@ -70,8 +70,8 @@ def test_host_equals_numpy_reference(case):
 def test_thread_count_does_not_change_the_result(threads):
     """Phases are race-free between barriers: any number of logical threads, same output."""
     outputs = random_outputs(np.random.default_rng(3), 2, 80, 320, obj_mean=0.0, tie_step=0.5)
-    config = PluginConfig.from_heads(yolov3_heads(80), (320, 320), [o.shape[2:] for o in outputs], conf=0.05,
-                                     iou=0.5, max_det=100, capacity=500)
+    config = PluginConfig.from_heads(yolov3_heads(80), (320, 320), [o.shape[:1:-1] for o in outputs], conf=0.05,
+                                     iou=0.5, max_det=100, pre_nms_top_k=500)
     one = host.run_host(outputs, config, threads=1)
     for a, b in zip(one, host.run_host(outputs, config, threads=threads)):
         np.testing.assert_array_equal(a, b)
@@ -156,8 +156,8 @@ def test_empty_results():
     for got in (postprocess_host(outputs, heads, (320, 320), conf=0.5),
                 postprocess_host(random_outputs(np.random.default_rng(1), 2, 80, 320), heads, (320, 320), max_det=0)):
         assert all(b.shape == (0, 4) and s.shape == (0,) and c.shape == (0,) for b, s, c in got)
-    config = PluginConfig.from_heads(heads, (320, 320), [o.shape[2:] for o in outputs], conf=0.5, iou=0.45,
-                                     max_det=10, capacity=100)
+    config = PluginConfig.from_heads(heads, (320, 320), [o.shape[:1:-1] for o in outputs], conf=0.5, iou=0.45,
+                                     max_det=10, pre_nms_top_k=100)
     num_dets, boxes, scores, classes = host.run_host(outputs, config)
     assert num_dets.shape == (3, 1) and not num_dets.any() and not boxes.any() and not scores.any()
     assert (classes == -1).all()

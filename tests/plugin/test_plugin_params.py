@@ -14,9 +14,21 @@ from yolov3_trt.plugin import host, trt_plugin
 from yolov3_trt.plugin.params import (BLOCK, PluginConfig, YoloParamsStruct, constants_header, launch_dims,
                                       max_device_capacity, shared_memory_bytes)
 from yolov3_trt.plugin.sources import PluginError
+from yolov3_trt.specs import DecodeSpec, NmsSpec
 
 CONFIG = PluginConfig.from_heads(yolov3_heads(80), (416, 416), [(13, 13), (26, 26), (52, 52)], conf=0.25, iou=0.45,
-                                 max_det=100, capacity=1024)
+                                 max_det=100, pre_nms_top_k=1024)
+
+
+FLAT = dict(num_classes=80, input_size=(416, 416), anchors=CONFIG.anchors, strides=CONFIG.strides, conf=0.25,
+            iou=0.45, max_det=100, pre_nms_top_k=1024)
+
+
+def _config(**change) -> PluginConfig:
+    """CONFIG with some of its spec fields changed."""
+    f = {**FLAT, **change}
+    return PluginConfig(DecodeSpec.from_strides(f["anchors"], f["strides"], f["num_classes"], f["input_size"]),
+                        NmsSpec(f["conf"], f["iou"], f["max_det"], f["pre_nms_top_k"]))
 
 
 def test_struct_layout_matches_the_library():
@@ -30,7 +42,7 @@ def test_struct_values():
     assert (s.num_classes, s.num_heads, s.input_w, s.input_h) == (80, 3, 416, 416)
     assert list(s.grid_w)[:3] == [13, 26, 52] and list(s.stride_x)[:3] == [32, 16, 8]
     assert s.anchors[2][0][0] == 10.0 and s.anchors[0][2][1] == 326.0
-    assert s.conf == float(np.float32(0.25)) and s.iou == 0.45 and (s.max_det, s.capacity) == (100, 1024)
+    assert s.conf == float(np.float32(0.25)) and s.iou == 0.45 and (s.max_det, s.pre_nms_top_k) == (100, 1024)
 
 
 def test_constants_header_is_deterministic_and_complete():
@@ -39,8 +51,12 @@ def test_constants_header_is_deterministic_and_complete():
     assert "#define YOLO_INPUT_T float" in constants_header(CONFIG, False)
     assert "#define YOLO_INPUT_T unsigned short" in constants_header(CONFIG, True)
     assert "#define YOLO_CAPACITY_POW2 1024" in text and "head2" in text and "head3" not in text
-    assert "{80, 3, 416, 416, {32, 16, 8, 0}" in text and "0.45, 100, 1024}" in text
-    low = PluginConfig(**{**CONFIG.__dict__, "conf": 0.001})
+    for line in ("p.num_classes = 80;", "p.num_heads = 3;", "p.input_w = 416;", "p.input_h = 416;",
+                 "p.stride_x[0] = 32;", "p.stride_x[1] = 16;", "p.stride_x[2] = 8;", "p.stride_x[3] = 0;",
+                 "p.iou = 0.45;", "p.max_det = 100;", "p.pre_nms_top_k = 1024;"):
+        assert f"    {line}\n" in text, line
+    assert _config() == CONFIG
+    low = _config(conf=0.001)
     assert f"(float){float(np.float32(0.001))!r}" in constants_header(low, False)
 
 
@@ -53,13 +69,13 @@ def test_shared_memory_budget():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"num_classes": 0}, "num_classes"), ({"capacity": 0}, "capacity"), ({"max_det": -1}, "max_det"),
+    ({"num_classes": 0}, "num_classes"), ({"pre_nms_top_k": 0}, "pre_nms_top_k"), ({"max_det": -1}, "max_det"),
     ({"strides": ((32, 32), (16, 16), (7, 7))}, "does not divide"), ({"conf": -0.1}, "conf"),
     ({"anchors": ()}, "heads"),
 ])
 def test_bad_configs(change, message):
     with pytest.raises(ValueError, match=message):
-        PluginConfig(**{**CONFIG.__dict__, **change})
+        _config(**change)
 
 
 def test_supports_aot():
@@ -97,8 +113,8 @@ def test_attribute_specs_are_scalars_sorted_by_name():
 
 def test_plugin_refuses_other_anchor_counts():
     two = PluginConfig.from_heads(yolov3_heads(80), (416, 416), [(13, 13), (26, 26), (52, 52)], conf=0.25,
-                                  iou=0.45, max_det=100, capacity=1024)
-    two = PluginConfig(**{**two.__dict__, "anchors": tuple(h[:2] for h in two.anchors)})
+                                  iou=0.45, max_det=100, pre_nms_top_k=1024)
+    two = _config(anchors=tuple(h[:2] for h in two.anchors))
     with pytest.raises(PluginError, match="head 0 has 2 anchors.*end2end"):
         trt_plugin.node_attributes(two)
 

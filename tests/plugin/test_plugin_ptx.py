@@ -13,9 +13,9 @@ from yolov3_trt.plugin.params import PluginConfig, shared_memory_bytes
 from yolov3_trt.plugin.sources import KERNEL_NAME, PluginError
 
 CONFIG = PluginConfig.from_heads(yolov3_heads(80), (416, 416), [(13, 13), (26, 26), (52, 52)], conf=0.25, iou=0.45,
-                                 max_det=100, capacity=1024)
+                                 max_det=100, pre_nms_top_k=1024)
 TINY = PluginConfig.from_heads(yolov3_heads(80)[:2], (416, 416), [(13, 13), (26, 26)], conf=0.001, iou=0.45,
-                               max_det=300, capacity=1866)
+                               max_det=300, pre_nms_top_k=1866)
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 needs_nvrtc = pytest.mark.skipif(ptx.nvrtc_version() is None,
@@ -116,6 +116,6 @@ def test_arch_names():
 
 def test_capacity_beyond_shared_memory_is_refused():
     big = PluginConfig.from_heads(yolov3_heads(80), (416, 416), [(13, 13), (26, 26), (52, 52)], conf=0.25, iou=0.45,
-                                  max_det=100, capacity=3840)
+                                  max_det=100, pre_nms_top_k=3840)
     with pytest.raises(ValueError, match="shared memory"):
         ptx.compile_ptx(big, compiler="nvcc", check_driver=False)

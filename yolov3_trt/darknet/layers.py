@@ -123,7 +123,10 @@ LayerSpec = Union[ConvSpec, RouteSpec, ShortcutSpec, UpsampleSpec, MaxPoolSpec, 
 
 @dataclass(frozen=True)
 class YoloHead:
-    """What decoding one [yolo] output needs: its anchors and class count."""
+    """What decoding one [yolo] output needs: its anchors (w, h, input pixels) and class count.
+    At an input size, with the grid from the network's shapes, a head is a
+    :class:`~yolov3_trt.specs.HeadSpec` of a :class:`~yolov3_trt.specs.DecodeSpec`
+    (``YoloV3.decode_spec``)."""
 
     layer: int
     anchors: tuple[tuple[float, float], ...]

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..darknet.layers import YoloHead
+from ..specs import DecodeSpec, HeadSpec, NmsSpec
 
 OUTPUT_NAMES = ("num_dets", "boxes", "scores", "classes")
 
@@ -66,11 +66,10 @@ def _grid_and_anchors(grid_w: int, grid_h: int, anchors: Sequence[tuple[float, f
     return grid[None], priors[None]
 
 
-def _decode_head(g: _Graph, raw: str, head: YoloHead, grid_w: int, grid_h: int,
-                 input_size: tuple[int, int]) -> tuple[str, str]:
+def _decode_head(g: _Graph, raw: str, head: HeadSpec, classes: int) -> tuple[str, str]:
     """Raw head (B, A*(5+C), H, W) -> boxes (B, n, 4) xyxy and scores (B, n, C)."""
-    num, channels = len(head.anchors), head.classes + 5
-    cells = grid_w * grid_h
+    num, channels = len(head.anchors), classes + 5
+    (grid_w, grid_h), cells = head.grid, head.cells
     x = g.one("Reshape", [raw, g.const([0, num, channels, cells], "shape", np.int64)])
     x = g.one("Transpose", [x], perm=[0, 3, 1, 2])                                 # (B, HW, A, 5+C)
     x = g.one("Reshape", [x, g.const([0, cells * num, channels], "shape", np.int64)])
@@ -80,7 +79,7 @@ def _decode_head(g: _Graph, raw: str, head: YoloHead, grid_w: int, grid_h: int,
         return g.one("Slice", [x, g.const([start], "start", np.int64), g.const([end], "end", np.int64), axis])
 
     grid, priors = _grid_and_anchors(grid_w, grid_h, head.anchors)
-    stride = np.asarray([input_size[0] / grid_w, input_size[1] / grid_h], np.float32)
+    stride = np.asarray(head.stride, np.float32)
     centre = g.one("Mul", [g.one("Add", [g.one("Sigmoid", [part(0, 2)]), g.const(grid, "grid")]),
                            g.const(stride, "stride")])
     half = g.one("Mul", [g.one("Mul", [g.one("Exp", [part(2, 4)]), g.const(priors, "anchors")]),
@@ -90,24 +89,20 @@ def _decode_head(g: _Graph, raw: str, head: YoloHead, grid_w: int, grid_h: int,
     return boxes, scores
 
 
-def append_end2end(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequence[tuple[int, int]],
-                   input_size: tuple[int, int], *, conf: float, iou: float, max_det: int,
-                   pre_nms_top_k: int) -> onnx.ModelProto:
-    """Replace ``model``'s raw head outputs with the decode + NMS outputs (in place; returned).
-
-    ``grids[i]`` is head ``i``'s (grid_w, grid_h); the graph's input size must be fixed.
-    """
+def append_end2end(model: onnx.ModelProto, decode: DecodeSpec, nms: NmsSpec) -> onnx.ModelProto:
+    """Replace ``model``'s raw head outputs (one per ``decode`` head, in order) with the decode +
+    NMS outputs of ``nms`` (in place; returned). The graph's input size must be ``decode``'s.
+    ValueError unless 1 <= max_det <= the candidates entering NMS."""
     graph = model.graph
     raw_outputs = [o.name for o in graph.output]
-    if len(raw_outputs) != len(heads):
-        raise ValueError(f"graph has {len(raw_outputs)} outputs for {len(heads)} heads")
-    classes = heads[0].classes
-    candidates = sum(len(head.anchors) * gw * gh for head, (gw, gh) in zip(heads, grids)) * classes
-    top_k = min(pre_nms_top_k, candidates)
+    if len(raw_outputs) != len(decode.heads):
+        raise ValueError(f"graph has {len(raw_outputs)} outputs for {len(decode.heads)} heads")
+    classes, conf, iou, max_det = decode.num_classes, nms.conf, nms.iou, nms.max_det
+    top_k = nms.top_k_for(decode)
     if not 1 <= max_det <= top_k:
         raise ValueError(f"max_det={max_det} must be in 1..{top_k} (pre_nms_top_k, candidates)")
     g = _Graph(graph)
-    decoded = [_decode_head(g, raw, head, w, h, input_size) for raw, head, (w, h) in zip(raw_outputs, heads, grids)]
+    decoded = [_decode_head(g, raw, head, classes) for raw, head in zip(raw_outputs, decode.heads)]
     boxes = g.one("Concat", [b for b, _ in decoded], "boxes", axis=1)                   # (B, N, 4)
     scores = g.one("Concat", [s for _, s in decoded], "scores", axis=1)                 # (B, N, C)
     flat = g.one("Reshape", [scores, g.const([0, -1], "shape", np.int64)])              # (B, N*C)

@@ -24,9 +24,10 @@ from ..errors import YoloV3TrtError
 from ..fileio import atomic_path
 from ..metadata import ModelMetadata
 from ..model.yolov3 import YoloV3
-from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
-from .end2end import append_end2end
 from ..plugin.params import DEFAULT_DEVICE_CAPACITY
+from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
+from ..specs import NmsSpec
+from .end2end import append_end2end
 from .plugin_node import append_plugin
 
 logger = logging.getLogger(__name__)
@@ -140,9 +141,8 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
         raise YoloV3TrtError(f"batch {batch!r} must be an integer >= 1 (None: a dynamic batch axis)")
     width, height = size or model.input_size
-    shapes = model.network.shapes(width, height)  # validates the size for this cfg (and its hard limits)
+    decode = model.decode_spec((width, height))  # validates the size for this cfg (and its hard limits)
     check_export_memory(model.network, width, height, batch or 1)  # before torch allocates anything
-    grids = [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in model.heads]
     outputs = [f"head{i}" for i in range(len(model.heads))]
     example = torch.zeros(batch or 1, model.network.net.channels, height, width)
     dynamic = None if batch else {INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
@@ -159,18 +159,12 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
         model, names, (width, height), flavour=flavour, resize=resize, weights_sha256=weights_sha256,
         source=source, **({"conf": conf, "iou": iou, "max_det": max_det, "pre_nms_top_k": pre_nms_top_k}
                           if flavour in ("end2end", "plugin") else {}))
-    if flavour == "end2end":
+    if flavour in ("end2end", "plugin"):
         try:
-            append_end2end(graph, model.heads, grids, (width, height), conf=conf, iou=iou, max_det=max_det,
-                           pre_nms_top_k=pre_nms_top_k)
+            nms = NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
+            (append_end2end if flavour == "end2end" else append_plugin)(graph, decode, nms)
         except ValueError as err:
-            raise YoloV3TrtError(str(err)) from None
-    elif flavour == "plugin":
-        try:
-            append_plugin(graph, model.heads, grids, (width, height), conf=conf, iou=iou, max_det=max_det,
-                          capacity=pre_nms_top_k)
-        except ValueError as err:
-            raise YoloV3TrtError(f"--flavour plugin: {err}") from None
+            raise YoloV3TrtError(str(err) if flavour == "end2end" else f"--flavour plugin: {err}") from None
     graph.producer_name, graph.producer_version = "yolov3_trt", _version()
     del graph.metadata_props[:]
     for key, value in metadata.to_props().items():

@@ -12,39 +12,35 @@ the op. The same algorithm runs on the CPU as the host post-processor of ``raw``
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import onnx
 from onnx import helper
 
-from ..darknet.layers import YoloHead
 from ..plugin.params import PluginConfig, max_device_capacity
+from ..specs import DecodeSpec, NmsSpec
 from ..plugin.sources import PluginError
 from ..plugin.trt_plugin import PLUGIN_NAMESPACE, PLUGIN_VERSION, node_attributes, op_type
 from .end2end import OUTPUT_NAMES, set_efficientnms_outputs
 
 
-def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequence[tuple[int, int]],
-                  input_size: tuple[int, int], *, conf: float, iou: float, max_det: int,
-                  capacity: int) -> PluginConfig:
-    """Replace the head outputs of ``model`` by the plugin node's four outputs, in place.
+def append_plugin(model: onnx.ModelProto, decode: DecodeSpec, nms: NmsSpec) -> PluginConfig:
+    """Replace the head outputs of ``model`` (one per ``decode`` head) by the plugin node's four
+    outputs, in place; returns the node's config.
 
-    ``grids`` are (W, H) per head. ValueError when the model does not fit the plugin (head
-    count, anchors per head, capacity beyond the kernel's 48 KB of shared memory, bad thresholds).
+    ValueError when the model does not fit the plugin (head count, anchors per head,
+    ``pre_nms_top_k`` None or beyond the kernel's 48 KB of shared memory, bad thresholds).
     """
     graph = model.graph
     raw_outputs = [o.name for o in graph.output]
-    if len(raw_outputs) != len(heads):
-        raise ValueError(f"graph has {len(raw_outputs)} outputs for {len(heads)} heads")
-    if capacity > max_device_capacity():
-        raise ValueError(f"pre_nms_top_k {capacity} does not fit the plugin's shared memory: at most "
+    if len(raw_outputs) != len(decode.heads):
+        raise ValueError(f"graph has {len(raw_outputs)} outputs for {len(decode.heads)} heads")
+    if nms.pre_nms_top_k is not None and nms.pre_nms_top_k > max_device_capacity():
+        raise ValueError(f"pre_nms_top_k {nms.pre_nms_top_k} does not fit the plugin's shared memory: at most "
                          f"{max_device_capacity()}")
-    if max_det < 1:
-        raise ValueError(f"max_det must be >= 1, got {max_det}")
-    config = PluginConfig.from_heads(heads, input_size, [(h, w) for w, h in grids], conf=conf, iou=iou,
-                                     max_det=max_det, capacity=capacity)
+    if nms.max_det < 1:
+        raise ValueError(f"max_det must be >= 1, got {nms.max_det}")
+    config = PluginConfig(decode, nms)
     try:
-        name, attributes = op_type(len(heads)), node_attributes(config)
+        name, attributes = op_type(len(decode.heads)), node_attributes(config)
     except PluginError as err:  # a head count or anchor count the plugin does not take
         raise ValueError(str(err)) from None
     # make_node sorts the attributes by name: the order tensorrt.plugin passes them to aot_impl in
@@ -55,5 +51,5 @@ def append_plugin(model: onnx.ModelProto, heads: Sequence[YoloHead], grids: Sequ
         model.opset_import.append(helper.make_opsetid(PLUGIN_NAMESPACE, 1))
     batch = graph.input[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch")
-    set_efficientnms_outputs(graph, batch_dim, max_det)
+    set_efficientnms_outputs(graph, batch_dim, nms.max_det)
     return config

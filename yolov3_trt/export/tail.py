@@ -12,19 +12,13 @@ import dataclasses
 
 import onnx
 
-from ..darknet.layers import YoloHead
 from ..metadata import ModelMetadata
+from ..specs import NmsSpec
+from ..vocab import Flavour
 from .end2end import append_end2end
 from .plugin_node import append_plugin
 
-TAILS = ("end2end", "plugin")
-
-
-def _heads(metadata: ModelMetadata) -> tuple[list[YoloHead], list[tuple[int, int]]]:
-    """Decode heads and their (grid_w, grid_h) from the metadata."""
-    width, height = metadata.input_size
-    heads = [YoloHead(layer=-1, anchors=tuple(anchors), classes=metadata.num_classes) for anchors in metadata.anchors]
-    return heads, [(width // sx, height // sy) for sx, sy in metadata.strides]
+TAILS = (Flavour.END2END.value, Flavour.PLUGIN.value)
 
 
 def head_names(metadata: ModelMetadata) -> list[str]:
@@ -56,11 +50,10 @@ def strip_tail(model: onnx.ModelProto, metadata: ModelMetadata) -> onnx.ModelPro
     graph.initializer.extend(initializers)
     batch = graph.input[0].type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch")
-    _, grids = _heads(metadata)
-    channels = [len(a) * (metadata.num_classes + 5) for a in metadata.anchors]
+    shapes = metadata.decode_spec().head_shapes()
     del graph.output[:]
-    graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [batch_dim, c, gh, gw])
-                        for name, c, (gw, gh) in zip(names, channels, grids))
+    graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [batch_dim, *shape])
+                        for name, shape in zip(names, shapes))
     kept_outputs = {o for node in kept for o in node.output} | {i.name for i in graph.input}
     value_info = [v for v in graph.value_info if v.name in kept_outputs and v.name not in names]
     del graph.value_info[:]
@@ -74,12 +67,8 @@ def append_tail(model: onnx.ModelProto, metadata: ModelMetadata, flavour: str, *
     ValueError when the model does not fit it (see :func:`.plugin_node.append_plugin`)."""
     if flavour not in TAILS:
         raise ValueError(f"unknown tail {flavour!r}: use {' or '.join(TAILS)}")
-    heads, grids = _heads(metadata)
-    if flavour == "end2end":
-        append_end2end(model, heads, grids, metadata.input_size, conf=conf, iou=iou, max_det=max_det,
-                       pre_nms_top_k=pre_nms_top_k)
-    else:
-        append_plugin(model, heads, grids, metadata.input_size, conf=conf, iou=iou, max_det=max_det,
-                      capacity=pre_nms_top_k)
-    return dataclasses.replace(metadata, flavour=flavour, conf=float(conf), iou=float(iou), max_det=int(max_det),
-                               pre_nms_top_k=int(pre_nms_top_k))
+    decode = metadata.decode_spec()
+    nms = NmsSpec(conf=float(conf), iou=float(iou), max_det=int(max_det), pre_nms_top_k=int(pre_nms_top_k))
+    (append_end2end if flavour == Flavour.END2END else append_plugin)(model, decode, nms)
+    return dataclasses.replace(metadata, flavour=flavour, conf=nms.conf, iou=nms.iou, max_det=nms.max_det,
+                               pre_nms_top_k=nms.pre_nms_top_k)

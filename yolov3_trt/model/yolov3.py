@@ -12,6 +12,7 @@ from ..darknet.cfg import DarknetCfg
 from ..darknet.layers import (AvgPoolSpec, ConvSpec, MaxPoolSpec, Network, RouteSpec, ShortcutSpec, SoftmaxSpec,
                               UpsampleSpec, YoloHead, YoloSpec, build_network)
 from ..darknet.weights import DarknetHeader, read_darknet_weights, write_darknet_weights
+from ..specs import DecodeSpec
 from . import layers as L
 from .convert import darknet_to_state_dict, state_dict_to_darknet
 
@@ -74,6 +75,14 @@ class YoloV3(nn.Module):
     def input_size(self) -> tuple[int, int]:
         """The cfg's (width, height)."""
         return self.network.net.width, self.network.net.height
+
+    def decode_spec(self, size: tuple[int, int] | None = None) -> DecodeSpec:
+        """How this model's outputs decode at ``size`` (width, height; default the cfg's).
+        CfgError when the network cannot run at that size; ValueError when it has no [yolo] head."""
+        width, height = size or self.input_size
+        shapes = self.network.shapes(width, height)
+        grids = [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in self._heads]
+        return DecodeSpec.from_grids([h.anchors for h in self._heads], grids, self.num_classes, (width, height))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         saved: dict[int, torch.Tensor] = {}

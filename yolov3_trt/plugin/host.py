@@ -8,6 +8,7 @@ the same algorithm the GPU kernel runs, and gives the same detections as the num
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,9 @@ import numpy as np
 
 from ..darknet.layers import YoloHead
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, ImageDetections
-from ..postprocess import _check_input_size, _check_outputs
+from ..errors import EnvironmentFailure
+from ..postprocess import check_input_size, check_outputs
+from ..specs import DecodeSpec, NmsSpec
 from .params import PluginConfig, YoloParamsStruct
 from .sources import BUILD_HINT, LIBRARY_NAME, PluginError
 
@@ -90,8 +93,7 @@ def run_host(outputs: Sequence[np.ndarray], config: PluginConfig, *, threads: in
     arrays = [np.ascontiguousarray(o, dtype=dtype) for o in outputs]
     if len(arrays) != len(config.anchors):
         raise ValueError(f"got {len(arrays)} outputs for {len(config.anchors)} heads")
-    for i, (arr, (gh, gw), anchors) in enumerate(zip(arrays, config.grids, config.anchors)):
-        expected = (len(anchors) * (5 + config.num_classes), gh, gw)
+    for i, (arr, expected) in enumerate(zip(arrays, config.decode.head_shapes())):
         if arr.ndim != 4 or arr.shape[1:] != expected or arr.shape[0] != arrays[0].shape[0]:
             raise ValueError(f"output {i} has shape {arr.shape}, expected (B, {', '.join(map(str, expected))})")
     batch, k = arrays[0].shape[0], config.max_det
@@ -104,6 +106,8 @@ def run_host(outputs: Sequence[np.ndarray], config: PluginConfig, *, threads: in
     status = lib.yolo_decode_nms_run(ctypes.byref(params), heads, int(fp16), batch, int(threads),
                                      num_dets.ctypes.data, boxes.ctypes.data, scores.ctypes.data,
                                      classes.ctypes.data)
+    if status == 3:  # out of memory: the machine's failure, not the caller's (exit 1)
+        raise EnvironmentFailure(f"yolo_decode_nms_run failed: {_STATUS[3]}")
     if status != 0:
         raise ValueError(f"yolo_decode_nms_run failed: {_STATUS.get(status, status)}")
     return num_dets, boxes, scores, classes
@@ -115,18 +119,12 @@ def postprocess_host(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], i
     """Drop-in for :func:`yolov3_trt.postprocess.postprocess` on the host library: same arguments,
     same checks, same detections (per image: boxes (K, 4) float32 xyxy in network pixels,
     scores (K,) float32, class ids (K,) int32)."""
-    if max_det < 0:
-        raise ValueError(f"max_det must be >= 0, got {max_det}")
-    if pre_nms_top_k is not None and pre_nms_top_k < 1:
-        raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
-    net_size = _check_input_size(input_size)
+    nms = NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
+    net_size = check_input_size(input_size)
     outputs = [np.asarray(o) for o in outputs]
-    _check_outputs(outputs, heads)
-    grids = [o.shape[2:] for o in outputs]
-    pairs = sum(h * w * len(head.anchors) for (h, w), head in zip(grids, heads)) * heads[0].classes
-    capacity = pairs if pre_nms_top_k is None else min(pre_nms_top_k, max(pairs, 1))
-    config = PluginConfig.from_heads(heads, net_size, grids, conf=conf, iou=iou, max_det=max_det,
-                                     capacity=max(capacity, 1))
+    check_outputs(outputs, heads)
+    decode = DecodeSpec.from_outputs([h.anchors for h in heads], outputs, heads[0].classes, net_size)
+    config = PluginConfig(decode, dataclasses.replace(nms, pre_nms_top_k=nms.top_k_for(decode)))
     num_dets, boxes, scores, classes = run_host(outputs, config, threads=threads)
     return [(boxes[b, :n].copy(), scores[b, :n].copy(), classes[b, :n].copy())
             for b, n in enumerate(num_dets[:, 0].tolist())]

@@ -1,27 +1,29 @@
-"""The plugin's parameters: one description of a model's decode + NMS, in three forms.
+"""The plugin's parameters: the decode + NMS specs in the kernel's C form.
 
-:class:`PluginConfig` is the Python form (built from :class:`~yolov3_trt.darknet.layers.YoloHead`
-lists or from ONNX node attributes); :meth:`PluginConfig.to_struct` gives the ctypes mirror of
-``plugins/yolo_decode_nms/yolo_params.h`` for the host library, and :func:`constants_header` the
-``yolo_decode_nms_constants.h`` that compiles the same values into the PTX (TensorRT's AOT path
-does not serialise plugin attributes). Launch geometry and the shared-memory budget are plain
-functions too, so they are tested without a GPU or TensorRT.
+:class:`PluginConfig` is a :class:`~yolov3_trt.specs.DecodeSpec` and an
+:class:`~yolov3_trt.specs.NmsSpec` within the plugin's limits. :meth:`PluginConfig.struct_values`
+names the value of every field of ``YoloParams`` (``plugins/yolo_decode_nms/yolo_params.h``);
+from that one table come the ctypes mirror for the host library (:meth:`PluginConfig.to_struct`)
+and the C++ initialiser compiled into the PTX (:func:`params_initialiser`, one assignment per
+field, by name). Launch geometry and the shared-memory budget are plain functions.
+Invariant: ``YoloParamsStruct._fields_`` equals the header's fields in name, order and type
+(tests/plugin checks it against the header text and the built library's ``sizeof``).
 """
 from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from ..darknet.layers import YoloHead
+from ..specs import DecodeSpec, NmsSpec
 
 MAX_HEADS = 4        # YOLO_MAX_HEADS in yolo_params.h
 MAX_ANCHORS = 9      # YOLO_MAX_ANCHORS
 BLOCK = 256          # threads per block (one block per image)
 SHARED_LIMIT = 48 * 1024  # what a launch gets without opting in (TensorRT's AOT launch cannot opt in)
 DEFAULT_DEVICE_CAPACITY = 1024  # pre-NMS top-K on the GPU: 26.6 KB of shared memory
+INIT_FUNCTION = "yolo_params_init"  # what the generated header defines (yolo_decode_nms_kernel.cu calls it)
 
 
 class YoloParamsStruct(ctypes.Structure):
@@ -35,7 +37,7 @@ class YoloParamsStruct(ctypes.Structure):
         ("num_anchors", ctypes.c_int * MAX_HEADS),
         ("anchors", ((ctypes.c_double * 2) * MAX_ANCHORS) * MAX_HEADS),
         ("conf", ctypes.c_float), ("iou", ctypes.c_double),
-        ("max_det", ctypes.c_int), ("capacity", ctypes.c_int),
+        ("max_det", ctypes.c_int), ("pre_nms_top_k", ctypes.c_int),
     ]
 
 
@@ -61,119 +63,129 @@ def max_device_capacity() -> int:
 
 @dataclass(frozen=True)
 class PluginConfig:
-    """Everything the kernel compiles in: heads (anchors in network pixels, strides), input size,
-    classes, thresholds, output width ``max_det`` and pre-NMS ``capacity``."""
+    """What the kernel compiles in: a :class:`~yolov3_trt.specs.DecodeSpec` and an
+    :class:`~yolov3_trt.specs.NmsSpec` whose ``pre_nms_top_k`` is a number (the kernel keeps that
+    many candidates), within the plugin's limits (heads, anchors, 32-bit candidate indices)."""
 
-    num_classes: int
-    input_size: tuple[int, int]                                  # (width, height)
-    anchors: tuple[tuple[tuple[float, float], ...], ...]         # per head, (pw, ph)
-    strides: tuple[tuple[int, int], ...]                         # per head, (x, y)
-    conf: float
-    iou: float
-    max_det: int
-    capacity: int
+    decode: DecodeSpec
+    nms: NmsSpec
 
     def __post_init__(self) -> None:
-        width, height = self.input_size
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if width < 1 or height < 1:
-            raise ValueError(f"input size must be positive, got {self.input_size}")
-        if not 1 <= len(self.anchors) <= MAX_HEADS or len(self.strides) != len(self.anchors):
-            raise ValueError(f"1 to {MAX_HEADS} heads with one stride each, got {len(self.anchors)} anchor "
-                             f"sets and {len(self.strides)} strides")
-        for i, (head, (sx, sy)) in enumerate(zip(self.anchors, self.strides)):
-            if not 1 <= len(head) <= MAX_ANCHORS:
-                raise ValueError(f"head {i} has {len(head)} anchors; the plugin takes 1 to {MAX_ANCHORS}")
-            if sx < 1 or sy < 1 or width % sx or height % sy:
-                raise ValueError(f"head {i}: stride {(sx, sy)} does not divide the input {self.input_size}")
-        if not self.conf >= 0:
-            raise ValueError(f"conf must be >= 0, got {self.conf}")
-        if self.iou != self.iou:
-            raise ValueError("iou must be a number, got NaN")
-        if self.max_det < 0:
-            raise ValueError(f"max_det must be >= 0, got {self.max_det}")
-        if self.capacity < 1:
-            raise ValueError(f"capacity (pre-NMS top-K) must be >= 1, got {self.capacity}")
-        if self.num_candidates * self.num_classes >= 2 ** 32 - 1:
+        if not 1 <= len(self.decode.heads) <= MAX_HEADS:
+            raise ValueError(f"the plugin takes 1 to {MAX_HEADS} heads, got {len(self.decode.heads)}")
+        for i, head in enumerate(self.decode.heads):
+            if len(head.anchors) > MAX_ANCHORS:
+                raise ValueError(f"head {i} has {len(head.anchors)} anchors; the plugin takes 1 to {MAX_ANCHORS}")
+        if self.nms.pre_nms_top_k is None:
+            raise ValueError("the plugin needs a number for pre_nms_top_k (the candidates it keeps), got None")
+        if self.decode.num_pairs >= 2 ** 32 - 1:
             raise ValueError("too many (box, class) pairs for 32-bit candidate indices")
 
     @classmethod
-    def from_heads(cls, heads: Sequence[YoloHead], input_size: Sequence[int], grids: Sequence[tuple[int, int]],
-                   *, conf: float, iou: float, max_det: int, capacity: int) -> "PluginConfig":
-        """From decode heads and their grids ``(H, W)`` (the head tensors' last two dims)."""
-        width, height = (int(v) for v in input_size)
-        strides = []
-        for i, (gh, gw) in enumerate(grids):
-            if gw < 1 or gh < 1 or width % gw or height % gh:
-                raise ValueError(f"head {i}: grid {gw}x{gh} does not divide the input {width}x{height}")
-            strides.append((width // gw, height // gh))
-        return cls(num_classes=heads[0].classes if heads else 0, input_size=(width, height),
-                   anchors=tuple(tuple((float(w), float(h)) for w, h in head.anchors) for head in heads),
-                   strides=tuple(strides), conf=float(conf), iou=float(iou), max_det=int(max_det),
-                   capacity=int(capacity))
+    def from_heads(cls, heads, input_size, grids, *, conf: float, iou: float, max_det: int,
+                   pre_nms_top_k: int) -> "PluginConfig":
+        """From :class:`~yolov3_trt.darknet.layers.YoloHead` s and their grids (width, height)."""
+        decode = DecodeSpec.from_grids([h.anchors for h in heads], grids, heads[0].classes if heads else 0, input_size)
+        return cls(decode, NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k))
 
-    @property
-    def grids(self) -> tuple[tuple[int, int], ...]:
-        """(H, W) of each head."""
-        width, height = self.input_size
-        return tuple((height // sy, width // sx) for sx, sy in self.strides)
+    # the specs' fields, as the kernel and the plugin attributes name them
+    num_classes = property(lambda self: self.decode.num_classes)
+    input_size = property(lambda self: self.decode.input_size)
+    anchors = property(lambda self: self.decode.anchors)
+    strides = property(lambda self: self.decode.strides)
+    grids = property(lambda self: self.decode.grids, doc="(width, height) of each head")
+    conf = property(lambda self: self.nms.conf)
+    iou = property(lambda self: self.nms.iou)
+    max_det = property(lambda self: self.nms.max_det)
+    pre_nms_top_k = property(lambda self: self.nms.pre_nms_top_k)
 
-    @property
-    def num_candidates(self) -> int:
-        """Boxes (cells x anchors) over all heads."""
-        return sum(h * w * len(a) for (h, w), a in zip(self.grids, self.anchors))
+    def struct_values(self) -> dict[str, object]:
+        """Value of every ``YoloParams`` field, by name (arrays as nested lists, unused slots 0)."""
+        heads = self.decode.heads
+        pad = [0] * (MAX_HEADS - len(heads))
+        anchors = [[[0.0, 0.0] for _ in range(MAX_ANCHORS)] for _ in range(MAX_HEADS)]
+        for i, head in enumerate(heads):
+            for j, (pw, ph) in enumerate(head.anchors):
+                anchors[i][j] = [float(pw), float(ph)]
+        return {
+            "num_classes": self.num_classes, "num_heads": len(heads),
+            "input_w": self.input_size[0], "input_h": self.input_size[1],
+            "stride_x": [h.stride[0] for h in heads] + pad, "stride_y": [h.stride[1] for h in heads] + pad,
+            "grid_w": [h.grid[0] for h in heads] + pad, "grid_h": [h.grid[1] for h in heads] + pad,
+            "num_anchors": [len(h.anchors) for h in heads] + pad, "anchors": anchors,
+            "conf": float(np.float32(self.conf)), "iou": float(self.iou),
+            "max_det": self.max_det, "pre_nms_top_k": int(self.pre_nms_top_k),
+        }
 
     def to_struct(self) -> YoloParamsStruct:
+        """The ctypes ``YoloParams``, filled field by field from :meth:`struct_values`."""
         s = YoloParamsStruct()
-        s.num_classes, s.num_heads = self.num_classes, len(self.anchors)
-        s.input_w, s.input_h = self.input_size
-        for i, ((sx, sy), (gh, gw), head) in enumerate(zip(self.strides, self.grids, self.anchors)):
-            s.stride_x[i], s.stride_y[i], s.grid_w[i], s.grid_h[i] = sx, sy, gw, gh
-            s.num_anchors[i] = len(head)
-            for j, (pw, ph) in enumerate(head):
-                s.anchors[i][j][0], s.anchors[i][j][1] = pw, ph
-        s.conf, s.iou = float(np.float32(self.conf)), self.iou
-        s.max_det, s.capacity = self.max_det, self.capacity
+        values = self.struct_values()
+        for name, _ in YoloParamsStruct._fields_:
+            _assign(getattr(s, name) if isinstance(values[name], list) else s, name, values[name])
         return s
 
 
-def _c_double(v: float) -> str:
-    return repr(float(v))  # shortest round-trip decimal: the compiler reads back the same double
+def _assign(target, name: str, value) -> None:
+    """Set a scalar field ``name`` of ``target``, or fill a ctypes array ``target`` from nested lists."""
+    if not isinstance(value, list):
+        setattr(target, name, value)
+        return
+    for i, item in enumerate(value):
+        if isinstance(item, list):
+            _assign(target[i], name, item)
+        else:
+            target[i] = item
 
 
-def _c_ints(values: Sequence[int]) -> str:
-    padded = list(values) + [0] * (MAX_HEADS - len(values))
-    return "{" + ", ".join(str(int(v)) for v in padded) + "}"
+def _c_literal(value) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest round-trip decimal: the compiler reads back the same double
+    return str(int(value))
+
+
+def _c_assignments(prefix: str, value) -> list[str]:
+    """``prefix = value;`` for a scalar, one assignment per element for (nested) arrays."""
+    if isinstance(value, list):
+        return [line for i, item in enumerate(value) for line in _c_assignments(f"{prefix}[{i}]", item)]
+    return [f"    {prefix} = {_c_literal(value)};"]
+
+
+def params_initialiser(config: PluginConfig) -> str:
+    """A C++ constexpr function ``yolo_params_init()`` returning the config's ``YoloParams``,
+    generated field by field by name (``p.num_classes = 80;``), never by position."""
+    values = config.struct_values()
+    lines = [f"HOST_DEVICE constexpr YoloParams {INIT_FUNCTION}() {{", "    YoloParams p{};"]
+    for name, ctype in YoloParamsStruct._fields_:
+        value = values[name]
+        if ctype is ctypes.c_float:
+            value = float(value)
+            lines.append(f"    p.{name} = (float){_c_literal(value)};")
+        else:
+            lines += _c_assignments(f"p.{name}", value)
+    return "\n".join([*lines, "    return p;", "}"])
 
 
 def constants_header(config: PluginConfig, fp16: bool) -> str:
-    """``yolo_decode_nms_constants.h`` for the kernel: the config as a ``YoloParams`` initialiser,
-    the input type and the head arguments. Deterministic text: part of the PTX cache key."""
-    if config.capacity > max_device_capacity():
-        raise ValueError(f"capacity {config.capacity} needs {shared_memory_bytes(config.capacity)} bytes of shared "
-                         f"memory; the GPU kernel allows up to {max_device_capacity()} (48 KB)")
-    s = config.to_struct()
+    """``yolo_decode_nms_constants.h`` for the kernel: :func:`params_initialiser`, the input type
+    and the head arguments. Deterministic text: part of the PTX cache key."""
+    if config.pre_nms_top_k > max_device_capacity():
+        raise ValueError(f"pre_nms_top_k {config.pre_nms_top_k} needs {shared_memory_bytes(config.pre_nms_top_k)} "
+                         f"bytes of shared memory; the GPU kernel allows up to {max_device_capacity()} (48 KB)")
     heads = len(config.anchors)
-    anchors = "{" + ", ".join(
-        "{" + ", ".join("{" + f"{_c_double(s.anchors[i][j][0])}, {_c_double(s.anchors[i][j][1])}" + "}"
-                        for j in range(MAX_ANCHORS)) + "}" for i in range(MAX_HEADS)) + "}"
-    init = (f"{{{s.num_classes}, {heads}, {s.input_w}, {s.input_h}, {_c_ints(s.stride_x[:heads])}, "
-            f"{_c_ints(s.stride_y[:heads])}, {_c_ints(s.grid_w[:heads])}, {_c_ints(s.grid_h[:heads])}, "
-            f"{_c_ints(s.num_anchors[:heads])}, {anchors}, (float){_c_double(s.conf)}, {_c_double(s.iou)}, "
-            f"{s.max_det}, {s.capacity}}}")
     args = ", ".join(f"const YOLO_INPUT_T* __restrict__ head{i}" for i in range(heads))
     names = ", ".join(f"head{i}" for i in range(heads))
     return "\n".join([
         "/* Generated by yolov3_trt.plugin.params.constants_header: do not edit. */",
         "#pragma once",
+        '#include "decode_nms_common.cuh"',
         f"#define YOLO_INPUT_T {'unsigned short' if fp16 else 'float'}",
-        f"#define YOLO_CAPACITY {config.capacity}",
-        f"#define YOLO_CAPACITY_POW2 {next_pow2(config.capacity)}",
+        f"#define YOLO_CAPACITY {config.pre_nms_top_k}",
+        f"#define YOLO_CAPACITY_POW2 {next_pow2(config.pre_nms_top_k)}",
         f"#define YOLO_BLOCK {BLOCK}",
         f"#define YOLO_HEAD_ARGS {args}",
         f"#define YOLO_HEAD_LIST {names}",
-        f"#define YOLO_PARAMS_INIT {init}",
+        params_initialiser(config),
         "",
     ])
 

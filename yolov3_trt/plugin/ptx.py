@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from ..fileio import atomic_path, cache_root
+from ..tensorrt.device import driver_version
 from .params import PluginConfig, constants_header
 from .sources import CONSTANTS_HEADER, KERNEL_FILE, KERNEL_NAME, PluginError, read_sources, sources_sha256
 
@@ -73,16 +74,6 @@ def check_driver_compatible(compiler_version: tuple[int, int], driver_version: i
 
 def _too_new(version: tuple[int, int] | None, driver: int | None) -> bool:
     return version is not None and driver is not None and version > (driver // 1000, (driver % 1000) // 10)
-
-
-def driver_version() -> int | None:
-    """The CUDA driver's version, or None when no driver (or cuda-python) is installed."""
-    try:
-        from cuda.bindings import driver
-        err, version = driver.cuDriverGetVersion()
-    except Exception:  # no cuda-python, or no libcuda: nothing will load the PTX here anyway
-        return None
-    return int(version) if int(err) == 0 else None
 
 
 def nvrtc_version() -> tuple[int, int] | None:

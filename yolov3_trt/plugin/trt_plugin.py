@@ -24,13 +24,14 @@ exercise. Annotations are real objects here (no ``from __future__ import annotat
 import contextlib
 import inspect
 import logging
-import re
 import threading
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
+from ..specs import DecodeSpec, NmsSpec
+from ..tensorrt.device import MIN_AOT_VERSION, supports_aot_plugin  # noqa: F401 (MIN_AOT_VERSION: re-export)
 from .params import PluginConfig, launch_dims
 from .ptx import compile_ptx
 from .sources import KERNEL_NAME, PluginError
@@ -41,7 +42,6 @@ PLUGIN_NAMESPACE = "yolov3_trt"
 PLUGIN_NAME = "YoloDecodeNms"     # the three-head op (yolov3, yolov3-spp)
 PLUGIN_VERSION = "1"
 HEAD_COUNTS = (2, 3)              # yolov3-tiny; yolov3 and yolov3-spp
-MIN_AOT_VERSION = (10, 9)
 
 _lock = threading.Lock()
 _registered = False
@@ -60,10 +60,7 @@ def plugin_id(num_heads: int) -> str:
     return f"{PLUGIN_NAMESPACE}::{op_type(num_heads)}"
 
 
-def supports_aot(trt_version: str) -> bool:
-    """True for TensorRT >= 10.9, where ``tensorrt.plugin`` has ``aot_impl``."""
-    match = re.match(r"(\d+)\.(\d+)", str(trt_version))
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= MIN_AOT_VERSION
+supports_aot = supports_aot_plugin  # TensorRT >= MIN_AOT_VERSION: the one rule, in yolov3_trt.tensorrt.device
 
 
 ANCHORS_PER_HEAD = 3  # every official YOLOv3 cfg (yolov3, -tiny, -spp, -voc, -openimages)
@@ -81,19 +78,39 @@ ANCHORS_PER_HEAD = 3  # every official YOLOv3 cfg (yolov3, -tiny, -spp, -voc, -o
 # position, in the order of the fields it was created with) and the ONNX node (onnx's make_node
 # sorts attributes, and the parser hands them over in node order), so the three agree whichever
 # order a TensorRT release uses.
-_GLOBAL_ATTRIBUTES = {"capacity": np.int32, "conf": np.float32, "input_h": np.int32, "input_w": np.int32,
-                      "iou": np.float32, "max_det": np.int32, "num_classes": np.int32}
+# Each attribute is one field of the specs: (dtype, its value in a PluginConfig). The ONNX name of
+# NmsSpec.pre_nms_top_k stays "capacity": plugin graphs exported before read back unchanged.
+_GLOBAL_ATTRIBUTES = {
+    "capacity": (np.int32, lambda c: c.nms.pre_nms_top_k), "conf": (np.float32, lambda c: float(c.nms.conf)),
+    "input_h": (np.int32, lambda c: c.decode.input_size[1]), "input_w": (np.int32, lambda c: c.decode.input_size[0]),
+    "iou": (np.float32, lambda c: float(c.nms.iou)), "max_det": (np.int32, lambda c: c.nms.max_det),
+    "num_classes": (np.int32, lambda c: c.decode.num_classes),
+}
+
+
+def _head_attributes(i: int) -> dict:
+    """Head ``i``'s attributes: stride (x, y) and each anchor's (w, h), as (dtype, value getter)."""
+    out = {f"stride{i}_x": (np.int32, lambda c: int(c.decode.heads[i].stride[0])),
+           f"stride{i}_y": (np.int32, lambda c: int(c.decode.heads[i].stride[1]))}
+    for j in range(ANCHORS_PER_HEAD):
+        out[f"anchor{i}_{j}_w"] = (np.float32, lambda c, j=j: float(c.decode.heads[i].anchors[j][0]))
+        out[f"anchor{i}_{j}_h"] = (np.float32, lambda c, j=j: float(c.decode.heads[i].anchors[j][1]))
+    return out
+
+
+def _attribute_table(num_heads: int) -> dict:
+    table = dict(_GLOBAL_ATTRIBUTES)
+    for i in range(num_heads):
+        table.update(_head_attributes(i))
+    return dict(sorted(table.items()))
+
+
 NODE_ONLY_ATTRIBUTES = ("aot", "plugin_namespace", "plugin_version")  # read by the parser, not the plugin
 
 
 def attribute_specs(num_heads: int) -> Tuple[Tuple[str, type], ...]:
     """(name, numpy dtype) of the plugin attributes for ``num_heads`` heads, sorted by name."""
-    specs = dict(_GLOBAL_ATTRIBUTES)
-    for i in range(num_heads):
-        specs[f"stride{i}_x"] = specs[f"stride{i}_y"] = np.int32
-        for j in range(ANCHORS_PER_HEAD):
-            specs[f"anchor{i}_{j}_w"] = specs[f"anchor{i}_{j}_h"] = np.float32
-    return tuple(sorted(specs.items()))
+    return tuple((name, dtype) for name, (dtype, _) in _attribute_table(num_heads).items())
 
 
 def node_attributes(config: PluginConfig) -> Dict[str, object]:
@@ -103,15 +120,7 @@ def node_attributes(config: PluginConfig) -> Dict[str, object]:
         if len(head) != ANCHORS_PER_HEAD:
             raise PluginError(f"head {i} has {len(head)} anchors; the decode + NMS plugin takes {ANCHORS_PER_HEAD} "
                               "per head: export --flavour end2end instead")
-    values: Dict[str, object] = {"capacity": config.capacity, "conf": float(config.conf),
-                                 "input_h": config.input_size[1], "input_w": config.input_size[0],
-                                 "iou": float(config.iou), "max_det": config.max_det,
-                                 "num_classes": config.num_classes}
-    for i, ((sx, sy), head) in enumerate(zip(config.strides, config.anchors)):
-        values[f"stride{i}_x"], values[f"stride{i}_y"] = int(sx), int(sy)
-        for j, (pw, ph) in enumerate(head):
-            values[f"anchor{i}_{j}_w"], values[f"anchor{i}_{j}_h"] = float(pw), float(ph)
-    return {name: values[name] for name, _ in attribute_specs(len(config.anchors))}
+    return {name: value(config) for name, (_, value) in _attribute_table(len(config.anchors)).items()}
 
 
 def _scalar(name: str, value) -> float:
@@ -138,13 +147,13 @@ def config_from_attributes(**attrs) -> PluginConfig:
     if missing or unknown:
         raise PluginError(f"plugin attributes: missing {missing or 'none'}, unknown {unknown or 'none'}")
     v = {name: _scalar(name, value) for name, value in attrs.items()}
+    anchors = [[(v[f"anchor{i}_{j}_w"], v[f"anchor{i}_{j}_h"]) for j in range(ANCHORS_PER_HEAD)] for i in range(heads)]
+    strides = [(v[f"stride{i}_x"], v[f"stride{i}_y"]) for i in range(heads)]
     try:
-        return PluginConfig(
-            num_classes=int(v["num_classes"]), input_size=(int(v["input_w"]), int(v["input_h"])),
-            anchors=tuple(tuple((float(v[f"anchor{i}_{j}_w"]), float(v[f"anchor{i}_{j}_h"]))
-                                for j in range(ANCHORS_PER_HEAD)) for i in range(heads)),
-            strides=tuple((int(v[f"stride{i}_x"]), int(v[f"stride{i}_y"])) for i in range(heads)),
-            conf=float(v["conf"]), iou=float(v["iou"]), max_det=int(v["max_det"]), capacity=int(v["capacity"]))
+        decode = DecodeSpec.from_strides(anchors, strides, int(v["num_classes"]), (v["input_w"], v["input_h"]))
+        nms = NmsSpec(conf=float(v["conf"]), iou=float(v["iou"]), max_det=int(v["max_det"]),
+                      pre_nms_top_k=int(v["capacity"]))
+        return PluginConfig(decode, nms)
     except ValueError as err:
         raise PluginError(f"bad plugin attributes: {err}") from None
 

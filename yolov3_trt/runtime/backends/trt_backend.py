@@ -35,7 +35,10 @@ Threads: one execution context per backend, and a context must not run two infer
 The Detector's lock serialises calls on one instance; for parallel inference create one Detector
 (hence one context, stream and buffer set) per thread.
 
-None of this runs on the development machines (no TensorRT, no GPU); ``tests/gpu/`` runs it.
+Errors: a user error (no TensorRT, no GPU, a wrong device string, an engine for another
+TensorRT or GPU) raises a :class:`~yolov3_trt.errors.YoloV3TrtError`; a CUDA call or TensorRT
+enqueue failing on a valid request raises :class:`~yolov3_trt.errors.EnvironmentFailure`, one
+line naming the engine and the call.
 """
 from __future__ import annotations
 
@@ -45,9 +48,9 @@ import os
 
 import numpy as np
 
-from ...build.device import cuda_runtime, probe_cuda_device, tensorrt_module
-from ...build.sidecar import check_compatible, check_engine_hash, read_sidecar
-from ...errors import FileError, YoloV3TrtError
+from ...errors import EnvironmentFailure, FileError, YoloV3TrtError
+from ...tensorrt.device import cuda_runtime, error_text, probe_cuda_device, tensorrt_module
+from ...tensorrt.sidecar import check_compatible, check_engine_hash, read_sidecar
 from .base import Backend
 
 logger = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ class _Buffer:
         self.host_ptr = check(rt.cudaMallocHost(self.nbytes), "cudaMallocHost")
         try:
             self.device_ptr = check(rt.cudaMalloc(self.nbytes), "cudaMalloc")
-        except YoloV3TrtError:  # not in the backend's buffers yet: close() would not free it
+        except EnvironmentFailure:  # not in the backend's buffers yet: close() would not free it
             rt.cudaFreeHost(self.host_ptr)
             raise
         ctype = np.ctypeslib.as_ctypes_type(self.dtype)
@@ -184,15 +187,14 @@ class TensorRTBackend(Backend):
     # ---- CUDA helpers ----------------------------------------------------------------------
 
     def _check(self, result, what: str):
-        """The value(s) of a cuda-python call; YoloV3TrtError naming the call when it failed."""
+        """The value(s) of a cuda-python call; EnvironmentFailure naming the call when it failed."""
         err, *values = result if isinstance(result, tuple) else (result,)
         if err != self._rt.cudaError_t.cudaSuccess:
-            raise YoloV3TrtError(f"{self.path}: {what} failed: {self._error_text(err)}")
+            raise EnvironmentFailure(f"{self.path}: {what} failed: {self._error_text(err)}")
         return values[0] if len(values) == 1 else (tuple(values) or None)
 
     def _error_text(self, err) -> str:
-        text = self._rt.cudaGetErrorString(err)[1]
-        return text.decode() if isinstance(text, bytes) else str(text)
+        return error_text(self._rt, err)
 
     def _allocate(self, trt) -> None:
         """Buffers for the largest batch; every tensor address bound once."""
@@ -254,7 +256,7 @@ class TensorRTBackend(Backend):
             self._check(rt.cudaGraphLaunch(self._graphs[batch][1], stream), "cudaGraphLaunch")
             return
         if not self._context.execute_async_v3(stream):
-            raise YoloV3TrtError(f"{self.path}: TensorRT could not enqueue the engine")
+            raise EnvironmentFailure(f"{self.path}: TensorRT could not enqueue the engine")
         self._shape_ran = True
 
     def _capture(self, batch: int) -> bool:
