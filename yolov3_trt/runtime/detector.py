@@ -1,7 +1,6 @@
 """``Detector``: images in, :class:`~yolov3_trt.detections.Detections` out, on any backend."""
 from __future__ import annotations
 
-import inspect
 import logging
 import numbers
 import os
@@ -18,11 +17,12 @@ from ..errors import DetectorArgumentError, FileError, YoloV3TrtError
 from ..metadata import ModelMetadata
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
 from ..preprocess import preprocess
-from .backends import DeviceError, backend_class, check_device, check_loaded_device, choose
+from ..vocab import Postprocessor
+from .backends import DeviceError, backend_class, check_device, check_loaded_device, check_options, choose
 from .backends.base import Backend
 
 logger = logging.getLogger(__name__)
-POSTPROCESSORS = ("auto", "plugin", "numpy")
+POSTPROCESSORS = Postprocessor.values()
 __all__ = ["Detector", "DetectorArgumentError", "DeviceError"]
 
 
@@ -86,6 +86,39 @@ def _choose_postprocessor(name: str, anchors: Sequence[Sequence[tuple[float, flo
     return postprocess, "numpy"
 
 
+def _load(model_path: str | os.PathLike, backend: str, device: str, threads: int | None,
+          backend_options: Mapping[str, Any] | None) -> Backend:
+    """The backend ``backend`` (or the one ``auto`` picks for the file) built on ``model_path``."""
+    if not isinstance(model_path, (str, os.PathLike)):
+        hint = " (for an in-memory YoloV3, use Detector.from_model(model, names))" if model_path is None else ""
+        raise DetectorArgumentError(f"model_path={model_path!r}: expected the path of an .onnx file, a TensorRT "
+                                    f"engine or a checkpoint{hint}, or a built backend")
+    if backend_options is not None and not isinstance(backend_options, Mapping):
+        raise DetectorArgumentError(f"backend_options={backend_options!r}: expected a dict of keyword arguments")
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileError(path, "no such model file")
+    name = choose(path, backend)
+    check_device(name, device)
+    options = dict(backend_options or {})
+    check_options(name, options)
+    return backend_class(name)(path, device=device, threads=threads, **options)
+
+
+def _check_built(built: Backend, backend: str, device: str, threads: int | None,
+                 backend_options: Mapping[str, Any] | None) -> None:
+    """DetectorArgumentError for loading settings given beside an already built backend."""
+    if built.closed:
+        raise DetectorArgumentError(f"{built.path}: the {built.name} backend given is closed")
+    given = [f"{name}={value!r}" for name, value, default in (("backend", backend, "auto"), ("device", device, "auto"),
+                                                             ("threads", threads, None),
+                                                             ("backend_options", backend_options, None))
+             if value != default and not (name == "backend" and value == built.name)]
+    if given:
+        raise DetectorArgumentError(f"{', '.join(given)}: the {built.name} backend is already built; give these to "
+                                    "its constructor")
+
+
 class Detector:
     """Detect objects with an exported model (ONNX, or a checkpoint on the torch backend).
 
@@ -101,8 +134,16 @@ class Detector:
     parallel throughput on a GPU, use one Detector per thread. ``last_timings`` is that of the
     most recent call from any thread.
 
-    ``backend_options`` go to the backend as keyword arguments, e.g. for ``tensorrt``:
-    ``stream`` (a raw ``cudaStream_t`` as an int), ``cuda_graph=True``, ``verify_hash=False``.
+    The model is a file (the backend chosen by ``backend`` and its suffix), or a built backend:
+    ``Detector(TensorRTBackend(path, stream=s, cuda_graph=True))``,
+    ``Detector(OnnxRuntimeBackend(path, threads=2))``; then ``backend``, ``device``, ``threads``
+    and ``backend_options`` stay at their defaults (they are the backend's constructor's), and
+    the Detector owns the backend from then on (:meth:`close` closes it; a Detector that refuses
+    its settings leaves it open, still the caller's). With a file, ``backend_options`` go to the
+    backend's constructor as keyword arguments (the names each takes are in
+    ``runtime.backends.REGISTRY``), e.g. for ``tensorrt``: ``stream`` (a raw ``cudaStream_t`` as an
+    int), ``cuda_graph=True``, ``verify_hash=False``. ``threads`` is refused for torch, whose thread
+    count is process-wide: call ``torch.set_num_threads`` in the application.
 
     ``conf`` and ``iou`` are in [0, 1] and ``max_det`` >= 1, as on the command line; None takes
     the model's (end2end graphs) or the package's default. ``device``: ``"auto"`` runs on a GPU
@@ -116,29 +157,16 @@ class Detector:
     Use as a context manager, or call :meth:`close`, to free the model.
     """
 
-    def __init__(self, model_path: str | os.PathLike, backend: str = "auto", *, conf: float | None = None,
-                 iou: float | None = None, max_det: int | None = None, device: str = "auto",
-                 threads: int | None = None, postprocessor: str = "auto",
+    def __init__(self, model_path: str | os.PathLike | Backend, backend: str = "auto", *,
+                 conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+                 device: str = "auto", threads: int | None = None, postprocessor: str = "auto",
                  backend_options: Mapping[str, Any] | None = None):
-        if not isinstance(model_path, (str, os.PathLike)):
-            hint = " (for an in-memory YoloV3, use Detector.from_model(model, names))" if model_path is None else ""
-            raise DetectorArgumentError(f"model_path={model_path!r}: expected the path of an .onnx file, a TensorRT "
-                                        f"engine or a checkpoint{hint}")
         _check_settings(conf, iou, max_det, threads)
-        if backend_options is not None and not isinstance(backend_options, Mapping):
-            raise DetectorArgumentError(f"backend_options={backend_options!r}: expected a dict of keyword arguments")
-        path = Path(model_path)
-        if not path.is_file():
-            raise FileError(path, "no such model file")
-        name = choose(path, backend)
-        check_device(name, device)
-        cls = backend_class(name)
-        options = dict(backend_options or {})
-        accepted = inspect.signature(cls.__init__).parameters
-        unknown = sorted(set(options) - set(accepted) | set(options) & {"path", "device", "threads"})
-        if unknown:
-            raise YoloV3TrtError(f"backend_options {', '.join(unknown)} not understood by the {name} backend")
-        loaded = cls(path, device=device, threads=threads, **options)
+        if isinstance(model_path, Backend):
+            _check_built(model_path, backend, device, threads, backend_options)
+            self._init(model_path, conf, iou, max_det, postprocessor)
+            return
+        loaded = _load(model_path, backend, device, threads, backend_options)
         try:
             check_loaded_device(loaded, device)
             self._init(loaded, conf, iou, max_det, postprocessor)
@@ -153,6 +181,7 @@ class Detector:
         """A Detector on the torch backend around an in-memory :class:`YoloV3`.
 
         ``size``: the input, ``N`` (square) or ``(width, height)``, multiples of 32; None: the cfg's.
+        ``threads`` is refused (torch's thread count is process-wide: set it in the application).
         """
         if model is None or not hasattr(model, "heads") or not hasattr(model, "network"):
             raise DetectorArgumentError(f"model={type(model).__name__}: expected a yolov3_trt YoloV3 module")
@@ -173,10 +202,12 @@ class Detector:
         check_device("torch", device)
         from .backends.torch_backend import TorchBackend
 
-        self = cls.__new__(cls)
-        self._init(TorchBackend(model=model, names=names, size=size, device=device, threads=threads),
-                   conf, iou, max_det, postprocessor)
-        return self
+        backend = TorchBackend(model=model, names=names, size=size, device=device, threads=threads)
+        try:
+            return cls(backend, conf=conf, iou=iou, max_det=max_det, postprocessor=postprocessor)
+        except BaseException:
+            backend.close()
+            raise
 
     def _init(self, backend: Backend, conf: float | None, iou: float | None, max_det: int | None,
               postprocessor: str = "auto") -> None:

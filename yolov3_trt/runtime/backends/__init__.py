@@ -9,18 +9,41 @@ import importlib
 import importlib.util
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import DeviceError, YoloV3TrtError
 from .base import Backend
 
-# name -> (module, class, the Python package it needs, file suffixes it loads)
-REGISTRY: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "onnxruntime": ("yolov3_trt.runtime.backends.ort_backend", "OnnxRuntimeBackend", "onnxruntime", (".onnx",)),
-    "torch": ("yolov3_trt.runtime.backends.torch_backend", "TorchBackend", "torch", (".pt", ".pth")),
-    "tensorrt": ("yolov3_trt.runtime.backends.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan")),
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """One backend: where its class lives, the package it needs, the files it loads, and the
+    keyword options its constructor takes beyond ``device`` and ``threads`` (the Detector's
+    ``backend_options``; ``tests/runtime/test_backend_registry.py`` checks them against the
+    constructors)."""
+
+    module: str
+    class_name: str
+    package: str
+    suffixes: tuple[str, ...]
+    options: tuple[str, ...] = ()
+
+    def load(self) -> type[Backend]:
+        """The backend class (imports its module, so only when chosen)."""
+        return getattr(importlib.import_module(self.module), self.class_name)
+
+
+_HERE = "yolov3_trt.runtime.backends"
+REGISTRY: dict[str, BackendEntry] = {
+    "onnxruntime": BackendEntry(f"{_HERE}.ort_backend", "OnnxRuntimeBackend", "onnxruntime", (".onnx",),
+                                ("optimization", "arena")),
+    "torch": BackendEntry(f"{_HERE}.torch_backend", "TorchBackend", "torch", (".pt", ".pth"), ("size",)),
+    "tensorrt": BackendEntry(f"{_HERE}.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan"),
+                             ("stream", "cuda_graph", "verify_hash")),
     # after onnxruntime: "auto" keeps ONNX Runtime for .onnx until the fastest-per-file choice is measured
-    "openvino": ("yolov3_trt.runtime.backends.openvino_backend", "OpenVinoBackend", "openvino", (".onnx",)),
+    "openvino": BackendEntry(f"{_HERE}.openvino_backend", "OpenVinoBackend", "openvino", (".onnx",),
+                             ("precision",)),
 }
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -29,12 +52,21 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 def installed(name: str) -> bool:
     """Whether backend ``name``'s Python package can be imported here."""
-    return importlib.util.find_spec(REGISTRY[name][2]) is not None
+    return importlib.util.find_spec(REGISTRY[name].package) is not None
 
 
 def backend_class(name: str) -> type[Backend]:
-    module, cls, _, _ = REGISTRY[name]
-    return getattr(importlib.import_module(module), cls)
+    """The class of backend ``name`` (a key of :data:`REGISTRY`)."""
+    return REGISTRY[name].load()
+
+
+def check_options(name: str, options: dict) -> None:
+    """YoloV3TrtError naming the ``options`` that backend ``name``'s constructor does not take."""
+    unknown = sorted(set(options) - set(REGISTRY[name].options))
+    if unknown:
+        takes = ", ".join(REGISTRY[name].options) or "none"
+        raise YoloV3TrtError(f"backend_options {', '.join(map(str, unknown))} not understood by the {name} backend "
+                             f"(it takes: {takes})")
 
 
 def choose(path: str | os.PathLike, backend: str) -> str:
@@ -45,21 +77,21 @@ def choose(path: str | os.PathLike, backend: str) -> str:
     executes it natively.
     """
     suffix = Path(path).suffix.lower()
-    fits = [name for name, (_, _, _, suffixes) in REGISTRY.items() if suffix in suffixes]
+    fits = [name for name, entry in REGISTRY.items() if suffix in entry.suffixes]
     if backend == "auto":
         if not fits:
-            known = ", ".join(sorted({s for *_, suffixes in REGISTRY.values() for s in suffixes}))
+            known = ", ".join(sorted({s for entry in REGISTRY.values() for s in entry.suffixes}))
             raise YoloV3TrtError(f"{os.fspath(path)}: unknown model type {suffix or '(no suffix)'!r} (expected {known})")
         usable = [name for name in fits if installed(name)]
         if not usable:
-            raise YoloV3TrtError(f"{os.fspath(path)}: needs the {REGISTRY[fits[0]][2]} package, which is not installed")
+            raise YoloV3TrtError(f"{os.fspath(path)}: needs the {REGISTRY[fits[0]].package} package, which is not installed")
         return usable[0]
     if backend not in REGISTRY:
         raise YoloV3TrtError(f"unknown backend {backend!r} (available: auto, {', '.join(REGISTRY)})")
     if backend not in fits:
         raise YoloV3TrtError(f"{os.fspath(path)}: the {backend} backend cannot load {suffix or 'this'} files")
     if not installed(backend):
-        raise YoloV3TrtError(f"the {backend} backend needs the {REGISTRY[backend][2]} package, which is not installed")
+        raise YoloV3TrtError(f"the {backend} backend needs the {REGISTRY[backend].package} package, which is not installed")
     return backend
 
 

@@ -1,6 +1,9 @@
 """PyTorch backend: the YoloV3 module itself, from a checkpoint or an in-memory model.
 
 torch is imported here, lazily (the backend registry imports this module only when chosen).
+``threads`` is refused: torch's thread count is process-wide (``torch.set_num_threads``), not a
+property of one model, so a library that set it would change every other model and thread in
+the process. The application sets it, once, where it owns the process.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ...errors import DetectorArgumentError
 from ...metadata import ModelMetadata
 from .base import Backend
 
@@ -20,6 +24,9 @@ class TorchBackend(Backend):
 
     def __init__(self, path: str | os.PathLike | None = None, *, model=None, names: Sequence[str] | None = None,
                  size: tuple[int, int] | None = None, device: str = "auto", threads: int | None = None):
+        if threads is not None:
+            raise DetectorArgumentError(f"threads={threads!r}: torch has no per-model thread count; call "
+                                        f"torch.set_num_threads({threads!r}) in the application instead")
         import torch
 
         from ...model.checkpoint import load_checkpoint
@@ -28,8 +35,6 @@ class TorchBackend(Backend):
             model, names, _ = load_checkpoint(path)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if threads:
-            torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         source = os.fspath(path) if path is not None else model.cfg.source
