@@ -8,7 +8,7 @@ import types
 import pytest
 from helpers import ROOT, SHARED
 
-from yolov3_trt.build import device as probe
+from yolov3_trt.tensorrt import device as probe
 
 CHECKER = SHARED / "trt-api" / "check_trt_names.py"
 

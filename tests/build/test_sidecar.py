@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from yolov3_trt.build.device import CudaDevice
-from yolov3_trt.build.sidecar import (EngineCompatibilityError, EngineInfo, check_compatible, check_engine_hash,
+from yolov3_trt.tensorrt.device import CudaDevice
+from yolov3_trt.tensorrt.sidecar import (EngineCompatibilityError, EngineInfo, check_compatible, check_engine_hash,
                                       file_sha256, read_sidecar, sidecar_path, write_sidecar)
 from yolov3_trt.errors import FileError
 from yolov3_trt.metadata import ModelMetadata

@@ -20,8 +20,8 @@ from gpu_helpers import (detection_set_problem, model_heads, nms_problem, onnxru
                          scene_images)
 
 from yolov3_trt import Detector
-from yolov3_trt.build.device import availability, probe_cuda_device, supports_aot_plugin
-from yolov3_trt.build.sidecar import read_sidecar
+from yolov3_trt.tensorrt.device import availability, probe_cuda_device, supports_aot_plugin
+from yolov3_trt.tensorrt.sidecar import read_sidecar
 from yolov3_trt.build.steps import BuildOptions
 from yolov3_trt.names import COCO_NAMES
 

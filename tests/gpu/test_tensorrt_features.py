@@ -24,8 +24,8 @@ from gpu_helpers import (TIE_CONF, detection_keys, detection_set_problem, end2en
                          onnxruntime_candidates, output_rows, scene_images, tie_input, tie_model)
 
 from yolov3_trt import Detector
-from yolov3_trt.build.device import availability, probe_cuda_device, supports_aot_plugin
-from yolov3_trt.build.sidecar import read_sidecar
+from yolov3_trt.tensorrt.device import availability, probe_cuda_device, supports_aot_plugin
+from yolov3_trt.tensorrt.sidecar import read_sidecar
 from yolov3_trt.build.steps import BuildOptions
 from yolov3_trt.names import COCO_NAMES
 

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 from helpers import random_model
 
-from yolov3_trt.build.sidecar import EngineInfo, write_sidecar
+from yolov3_trt.tensorrt.sidecar import EngineInfo, write_sidecar
 from yolov3_trt.fileio import file_sha256
 from yolov3_trt.cli.common import run
 from yolov3_trt.errors import FileError, YoloV3TrtError

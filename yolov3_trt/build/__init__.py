@@ -11,9 +11,9 @@ ask :func:`is_available` / :func:`availability` without paying for them:
 from __future__ import annotations
 
 from ..errors import EngineCompatibilityError
-from ..tensorrt.device import (CudaDevice, availability, is_available, probe_cuda_device, supports_aot_plugin,
+from yolov3_trt.tensorrt.device import (CudaDevice, availability, is_available, probe_cuda_device, supports_aot_plugin,
                                tensorrt_version)
-from ..tensorrt.sidecar import EngineInfo, check_compatible, read_sidecar, sidecar_path, write_sidecar
+from yolov3_trt.tensorrt.sidecar import EngineInfo, check_compatible, read_sidecar, sidecar_path, write_sidecar
 
 __all__ = ["CudaDevice", "EngineCompatibilityError", "EngineInfo", "availability", "check_compatible",
            "is_available", "probe_cuda_device", "read_sidecar", "sidecar_path", "supports_aot_plugin",

@@ -15,8 +15,8 @@ from typing import Mapping
 from ..errors import FileError, TensorRTUnavailableError, YoloV3TrtError
 from ..fileio import atomic_write_bytes, file_sha256
 from ..metadata import PREFIX, ModelMetadata
-from ..tensorrt.device import CudaDevice, probe_cuda_device, tensorrt_module
-from ..tensorrt.sidecar import EngineInfo, write_sidecar
+from yolov3_trt.tensorrt.device import CudaDevice, probe_cuda_device, tensorrt_module
+from yolov3_trt.tensorrt.sidecar import EngineInfo, write_sidecar
 from .steps import (BuildOptions, build_serialized_engine, create_config, load_timing_cache, make_logger,
                     network_from_onnx, save_engine, timing_cache_bytes)
 
@@ -90,7 +90,7 @@ def build_engine(onnx_path: str | os.PathLike, output: str | os.PathLike, option
     import tensorrt as trt  # importable: require_tensorrt checked it
 
     if device.index:
-        from ..tensorrt.device import cuda_runtime
+        from yolov3_trt.tensorrt.device import cuda_runtime
 
         cuda_runtime().cudaSetDevice(device.index)  # the builder works on the current device
     metadata, props, precision, uses_plugin = read_onnx(onnx_path)

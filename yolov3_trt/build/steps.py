@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import FileError, YoloV3TrtError
 from ..fileio import atomic_write_bytes
-from ..tensorrt.device import parse_version
+from yolov3_trt.tensorrt.device import parse_version
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from ..fileio import atomic_path, cache_root
-from ..tensorrt.device import driver_version
+from yolov3_trt.tensorrt.device import driver_version
 from .params import PluginConfig, constants_header
 from .sources import CONSTANTS_HEADER, KERNEL_FILE, KERNEL_NAME, PluginError, read_sources, sources_sha256
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..specs import DecodeSpec, NmsSpec
-from ..tensorrt.device import MIN_AOT_VERSION, supports_aot_plugin  # noqa: F401 (MIN_AOT_VERSION: re-export)
+from yolov3_trt.tensorrt.device import MIN_AOT_VERSION, supports_aot_plugin  # noqa: F401 (MIN_AOT_VERSION: re-export)
 from .params import PluginConfig, launch_dims
 from .ptx import compile_ptx
 from .sources import KERNEL_NAME, PluginError

@@ -5,7 +5,9 @@
 - :mod:`.sidecar`: ``<engine>.json`` (:class:`~.sidecar.EngineInfo`) and whether an engine runs here.
 
 Build (:mod:`yolov3_trt.build`), the runtime's TensorRT backend and the plugin import these;
-nothing here imports tensorrt or cuda-python at import time.
+nothing here imports tensorrt or cuda-python at import time. Other modules import it by its
+absolute name (``from yolov3_trt.tensorrt.device import ...``): a relative ``..tensorrt`` reads
+as the TensorRT module itself to ``check_trt_names.py``.
 """
 from __future__ import annotations
 

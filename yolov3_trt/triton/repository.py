@@ -109,30 +109,17 @@ def check_sidecar_consistent(path: Path, info, meta: ModelMetadata) -> None:
 
     The repository's tensors and labels.txt come from that metadata while the runtime reads the
     sidecar's fields too: a hand-edited or mixed-up sidecar would serve one model under another's
-    class names or tensor shapes.
+    class names or tensor shapes (:func:`yolov3_trt.tensorrt.sidecar.check_consistent`).
     """
-    from ..build.sidecar import sidecar_path
+    from yolov3_trt.tensorrt.sidecar import check_consistent
 
-    differ = []
-    if tuple(info.names) != tuple(meta.names):
-        differ.append(f"names ({len(info.names)} vs {len(meta.names)} in the model metadata"
-                      + (")" if len(info.names) != len(meta.names) else
-                         f", first difference {next(a for a, b in zip(info.names, meta.names) if a != b)!r})"))
-    if tuple(info.input_size) != tuple(meta.input_size):
-        differ.append(f"input_size ({info.input_size[0]}x{info.input_size[1]} vs "
-                      f"{meta.input_size[0]}x{meta.input_size[1]})")
-    if info.flavour != meta.flavour:
-        differ.append(f"flavour ({info.flavour} vs {meta.flavour})")
-    if info.anchors != meta.anchors:
-        differ.append("anchors")
-    if differ:
-        raise FileError(sidecar_path(path), f"disagrees with the model metadata it carries: {'; '.join(differ)} "
-                                            "(a hand-edited or mismatched sidecar): rebuild the engine")
+    check_consistent(path, info, meta)
 
 
 def _engine_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int]:
     """The engine's metadata from its sidecar, after checking the engine is the one the sidecar describes."""
-    from ..build.sidecar import EngineCompatibilityError, check_engine_hash, read_sidecar, sidecar_path
+    from ..errors import EngineCompatibilityError
+    from yolov3_trt.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
 
     info = read_sidecar(path)
     if not info.engine_sha256:

@@ -49,8 +49,8 @@ import os
 import numpy as np
 
 from ...errors import EnvironmentFailure, FileError, YoloV3TrtError
-from ...tensorrt.device import cuda_runtime, error_text, probe_cuda_device, tensorrt_module
-from ...tensorrt.sidecar import check_compatible, check_engine_hash, read_sidecar
+from yolov3_trt.tensorrt.device import cuda_runtime, error_text, probe_cuda_device, tensorrt_module
+from yolov3_trt.tensorrt.sidecar import check_compatible, check_engine_hash, read_sidecar
 from .base import Backend
 
 logger = logging.getLogger(__name__)
