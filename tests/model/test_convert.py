@@ -35,7 +35,7 @@ def test_names_map_to_the_conv_block(tiny) -> None:
 
 
 def test_state_dict_loads_strictly_as_float32_contiguous(tiny) -> None:
-    model, layers = tiny
+    _, layers = tiny
     float64 = {i: {k: np.asfortranarray(v.astype(np.float64)) for k, v in arrays.items()}
                for i, arrays in layers.items()}
     assert not float64[0]["weights"].flags.c_contiguous

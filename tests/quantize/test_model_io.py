@@ -14,7 +14,13 @@ from yolov3_trt.errors import FileError, QuantizeError
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.metadata import PREFIX
 from yolov3_trt.quantize import model_io
-from yolov3_trt.quantize.model_io import finish, load_source, prepare, require_modelopt, restore_tail
+from yolov3_trt.quantize.model_io import (
+    finish,
+    load_source,
+    prepare,
+    require_modelopt,
+    restore_tail,
+)
 
 NAMES = ["a", "b"]
 SIZE = (96, 64)

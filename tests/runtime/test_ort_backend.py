@@ -10,7 +10,11 @@ from onnx import TensorProto, helper
 from yolov3_trt.errors import FileError, YoloV3TrtError
 from yolov3_trt.export.onnx_export import export_onnx
 from yolov3_trt.names import COCO_NAMES
-from yolov3_trt.runtime.backends.ort_backend import OnnxRuntimeBackend, providers, session_options
+from yolov3_trt.runtime.backends.ort_backend import (
+    OnnxRuntimeBackend,
+    providers,
+    session_options,
+)
 
 SIZE = (96, 64)  # width, height
 

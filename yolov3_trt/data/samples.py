@@ -11,9 +11,10 @@ Box conversions between normalised ``cxcywh`` and pixel ``xyxy`` go through
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
