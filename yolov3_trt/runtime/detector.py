@@ -126,8 +126,9 @@ class Detector:
     grey and BGRA work too) and return boxes in each image's own pixels. ``raw`` models are
     post-processed on the CPU by the decode + NMS plugin's host build (the same C++ the GPU
     plugin runs; 4-10x faster than numpy, ``benchmarks/postprocess.py``), or by the numpy
-    reference when that library is not built (``postprocessor="numpy"`` forces it); both give
-    the same detections, so every backend does for the same outputs.
+    fallback, :func:`yolov3_trt.postprocess.postprocess`, when that library is not built
+    (``postprocessor="numpy"`` forces it); both give the same detections, so every backend does
+    for the same outputs.
 
     Thread safety: one Detector may be shared by threads; calls are serialised by an internal
     lock (ONNX Runtime and torch would run them one at a time anyway on a CPU this size). For
