@@ -1,4 +1,4 @@
-"""Helpers shared by the GPU tests (tests/gpu/, tests/plugin/test_plugin_gpu.py) and the device check.
+"""Helpers shared by the GPU tests (tests/gpu/) and the device check.
 
 Nothing here imports pytest or the tests' conftest, so ``device_check.py`` (a plain script) uses
 it too. What is here:
@@ -239,9 +239,9 @@ def tie_model(path, conf: float):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from yolov3_trt.darknet.layers import YoloHead
     from yolov3_trt.export.end2end import append_end2end
     from yolov3_trt.metadata import ModelMetadata
+    from yolov3_trt.specs import DecodeSpec, NmsSpec
 
     count = TIE_CHANNELS * TIE_GRID * TIE_GRID
     constants = [numpy_helper.from_array(np.asarray(v, np.int64), name) for name, v in (
@@ -257,8 +257,8 @@ def tie_model(path, conf: float):
         constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="yolov3_trt tests")
     model.ir_version = 8  # what ONNX Runtime >= 1.14 and TensorRT's parser read
-    append_end2end(model, [YoloHead(0, (TIE_ANCHOR,), TIE_CLASSES)], [(TIE_GRID, TIE_GRID)], (TIE_SIZE, TIE_SIZE),
-                   conf=conf, iou=0.45, max_det=TIE_CANDIDATES, pre_nms_top_k=TIE_CANDIDATES)
+    decode = DecodeSpec.from_grids([(TIE_ANCHOR,)], [(TIE_GRID, TIE_GRID)], TIE_CLASSES, (TIE_SIZE, TIE_SIZE))
+    append_end2end(model, decode, NmsSpec(conf=conf, iou=0.45, max_det=TIE_CANDIDATES, pre_nms_top_k=TIE_CANDIDATES))
     meta = ModelMetadata(flavour="end2end", input_size=(TIE_SIZE, TIE_SIZE), names=("a", "b", "c"),
                          anchors=((TIE_ANCHOR,),), strides=((TIE_STRIDE, TIE_STRIDE),), conf=conf, iou=0.45,
                          max_det=TIE_CANDIDATES, pre_nms_top_k=TIE_CANDIDATES)

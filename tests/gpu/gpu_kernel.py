@@ -1,5 +1,5 @@
 """The decode + NMS kernel launched from its PTX with cuda-python's driver API, for the GPU tests
-(tests/plugin/test_plugin_gpu.py) and the device check (device_check.py, device_sections.py).
+(tests/gpu/test_plugin_gpu.py) and the device check (device_check.py, device_sections.py).
 
 Nothing here imports pytest or the tests' conftest, so the device check (a plain script) uses it
 too. What is here: the driver and its device (:func:`open_driver`, :func:`compute_capability`),

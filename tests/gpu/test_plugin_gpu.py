@@ -1,4 +1,4 @@
-"""The PTX on a real GPU against the host build, timed; and the TensorRT registration.
+"""The PTX on a real GPU against the host build and the golden file, timed; the TensorRT registration.
 
 Marked ``gpu``: they need an NVIDIA GPU with a driver and cuda-python (and TensorRT >= 10.9 for
 the registration). They skip with the reason elsewhere, also where no compiler writes PTX the
@@ -11,22 +11,20 @@ here needs ``../shared`` or the network.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from plugin_cases import random_outputs, yolov3_heads
+from gpu_helpers import model_heads, random_heads, same_plugin_detections
+from gpu_kernel import KernelUnavailable, open_driver, run_kernel
 
-from yolov3_trt.plugin import host
+from yolov3_trt.plugin import host, trt_plugin
 from yolov3_trt.plugin.params import PluginConfig
 
-# the kernel launch and the order-free comparison live beside the other GPU tests (and the device check)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
-from gpu_helpers import model_heads, random_heads, same_plugin_detections  # noqa: E402
-from gpu_kernel import KernelUnavailable, open_driver, run_kernel  # noqa: E402
+GOLDEN = Path(__file__).resolve().parents[1] / "plugin" / "golden" / "decode_nms_golden.npz"
 
 pytestmark = pytest.mark.gpu
 logger = logging.getLogger(__name__)
@@ -55,10 +53,10 @@ def _run_kernel(driver, device, outputs, config):
 @pytest.mark.parametrize("conf, fp16, batch", [(0.25, False, 1), (0.001, False, 4), (0.001, True, 8), (0.5, True, 2)])
 def test_gpu_kernel_equals_host_build(cuda, conf, fp16, batch):
     driver, device = cuda
-    size, classes = 416, 80
-    outputs = random_outputs(np.random.default_rng(0), batch, classes, size, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
-    config = PluginConfig.from_heads(yolov3_heads(classes), (size, size), [o.shape[:1:-1] for o in outputs],
-                                     conf=conf, iou=0.45, max_det=100, pre_nms_top_k=1024)
+    size = 416
+    heads, grids = model_heads("yolov3", (size, size))
+    outputs = random_heads(np.random.default_rng(0), batch, heads, grids, obj_mean=-3.0, tie_step=0.25, fp16=fp16)
+    config = PluginConfig.from_heads(heads, (size, size), grids, conf=conf, iou=0.45, max_det=100, pre_nms_top_k=1024)
     gpu, ms = _run_kernel(driver, device, outputs, config)
     start = time.perf_counter()
     cpu = host.run_host(outputs, config)
@@ -80,11 +78,19 @@ def test_gpu_kernel_equals_host_build_two_heads(cuda, conf, fp16, batch):
     same_plugin_detections(gpu, host.run_host(outputs, config))
 
 
+def test_gpu_kernel_gives_the_golden_detections(cuda):
+    """tests/plugin/golden: the file the host build is checked against, unchanged, on the GPU."""
+    driver, device = cuda
+    with np.load(GOLDEN) as data:
+        golden = {key: data[key] for key in data.files}
+    config = trt_plugin.config_from_attributes(**json.loads(str(golden["attributes"])))
+    gpu, _ = _run_kernel(driver, device, [golden["head0"], golden["head1"]], config)
+    same_plugin_detections(gpu, tuple(golden[name] for name in ("num_dets", "boxes", "scores", "classes")))
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="TensorRT is not installed")
 def test_tensorrt_registration(cuda):
     import tensorrt as trt
-
-    from yolov3_trt.plugin import trt_plugin
 
     if not trt_plugin.supports_aot(trt.__version__):
         pytest.skip(f"TensorRT {trt.__version__} has no AOT plugins (needs 10.9+)")
