@@ -34,6 +34,7 @@ import numpy as np
 
 from yolov3_trt.darknet_resize import darknet_resize_into
 from yolov3_trt.errors import ImageReadError, YoloV3TrtError
+from yolov3_trt.vocab import ResizeMode
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +271,8 @@ def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
         A contiguous float32 blob ``(B, 3, net_h, net_w)``, RGB in [0, 1], and one
         :class:`ImageTransform` per image, to map boxes back with ``to_image``.
     """
-    if mode not in ("letterbox", "resize"):
-        raise ValueError(f"mode must be 'letterbox' or 'resize', got {mode!r}")
+    if mode not in ResizeMode.values():
+        raise ValueError(f"mode must be one of {ResizeMode.describe()}, got {mode!r}")
     net_w, net_h = _check_size(size)
     blob = np.empty((len(images), 3, net_h, net_w), dtype=np.float32)
     transforms: list[ImageTransform] = []

@@ -27,6 +27,7 @@ from ..model.yolov3 import YoloV3
 from ..plugin.params import DEFAULT_DEVICE_CAPACITY
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
 from ..specs import NmsSpec
+from ..vocab import Flavour
 from .end2end import append_end2end
 from .plugin_node import append_plugin
 
@@ -130,14 +131,14 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     kernel keeps its candidates in 48 KB of shared memory: at most 1866).
     """
     check_opset(opset)
-    if flavour not in ("raw", "end2end", "plugin"):
-        raise YoloV3TrtError(f"unknown flavour {flavour!r}: use raw, end2end or plugin")
+    if flavour not in Flavour.values():
+        raise YoloV3TrtError(f"unknown flavour {flavour!r}: use {Flavour.describe()}")
     if not model.heads:
         raise YoloV3TrtError(f"{model.cfg.source} has no [yolo] layers: nothing to export as a detector")
     if len(names) != model.num_classes:
         raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
     if pre_nms_top_k is None:
-        pre_nms_top_k = DEFAULT_DEVICE_CAPACITY if flavour == "plugin" else DEFAULT_PRE_NMS_TOP_K
+        pre_nms_top_k = DEFAULT_DEVICE_CAPACITY if flavour == Flavour.PLUGIN else DEFAULT_PRE_NMS_TOP_K
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1):
         raise YoloV3TrtError(f"batch {batch!r} must be an integer >= 1 (None: a dynamic batch axis)")
     width, height = size or model.input_size
@@ -158,13 +159,13 @@ def export_onnx(model: YoloV3, path: str | os.PathLike, names: Sequence[str], *,
     metadata = ModelMetadata.from_model(
         model, names, (width, height), flavour=flavour, resize=resize, weights_sha256=weights_sha256,
         source=source, **({"conf": conf, "iou": iou, "max_det": max_det, "pre_nms_top_k": pre_nms_top_k}
-                          if flavour in ("end2end", "plugin") else {}))
-    if flavour in ("end2end", "plugin"):
+                          if flavour != Flavour.RAW else {}))
+    if flavour != Flavour.RAW:
         try:
             nms = NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
-            (append_end2end if flavour == "end2end" else append_plugin)(graph, decode, nms)
+            (append_end2end if flavour == Flavour.END2END else append_plugin)(graph, decode, nms)
         except ValueError as err:
-            raise YoloV3TrtError(str(err) if flavour == "end2end" else f"--flavour plugin: {err}") from None
+            raise YoloV3TrtError(str(err) if flavour == Flavour.END2END else f"--flavour plugin: {err}") from None
     graph.producer_name, graph.producer_version = "yolov3_trt", _version()
     del graph.metadata_props[:]
     for key, value in metadata.to_props().items():

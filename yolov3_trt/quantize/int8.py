@@ -16,11 +16,13 @@ from typing import Sequence
 from ..calibration import DEFAULT_NUM_IMAGES, CalibrationCache, calibration_key, load_calibration_images, sample_images
 from ..fileio import atomic_path
 from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt, restore_tail
+from ..vocab import CalibMethod, Target
 
 logger = logging.getLogger(__name__)
 
-TARGETS = ("tensorrt", "cpu")
-METHODS = {"tensorrt": ("entropy", "max"), "cpu": ("entropy", "max", "percentile")}
+TARGETS = Target.values()
+# The activation-range methods each quantizer offers (ModelOpt has no percentile for INT8).
+METHODS = {Target.TENSORRT: (CalibMethod.ENTROPY.value, CalibMethod.MAX.value), Target.CPU: CalibMethod.values()}
 
 
 def _settings(target: str) -> str:
@@ -40,7 +42,7 @@ def _settings(target: str) -> str:
 
 def check_request(target: str, method: str) -> None:
     if target not in TARGETS:
-        raise QuantizeError(None, f"unknown target {target!r}: use one of {', '.join(TARGETS)}")
+        raise QuantizeError(None, f"unknown target {target!r}: use one of {Target.describe()}")
     if method not in METHODS[target]:
         tool = "ModelOpt (TensorRT)" if target == "tensorrt" else "ONNX Runtime"
         raise QuantizeError(None, f"calibration method {method!r} is not offered by {tool} for INT8: "

@@ -21,11 +21,12 @@ import numpy as np
 
 from ...errors import FileError, YoloV3TrtError
 from ...metadata import PREFIX, ModelMetadata
+from ...vocab import InferencePrecision
 from .base import Backend
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("f32", "bf16")
+PRECISIONS = InferencePrecision.values()
 
 
 def _core():
