@@ -54,49 +54,37 @@ TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch", "torch-eager", "opencv-dnn")
-PRECISIONS = ("fp32", "fp16", "int8-cpu", "int8-tensorrt")
+from yolov3_trt.cli.flags import BENCH_BACKENDS as BACKENDS, BENCH_PRECISIONS as PRECISIONS  # noqa: E402,F401
 
 
-def _square_size(text: str) -> int:
-    from yolov3_trt.cli.common import parse_size
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
 
-    width, height = parse_size(text.strip())
-    if width != height:
-        raise argparse.ArgumentTypeError(f"{text!r}: the benchmark sizes are square, give N")
-    return width
+    p = ArgumentParser(prog="benchmarks/fps.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--cfg", default="yolov3")
+    add_flag(p, "--weights", default_text="random, see --help text")
+    add_flag(p, "--sizes", default="320,416,608")
+    add_flag(p, "--infer-batches", default="1")
+    add_flag(p, "--backends", default="onnxruntime,tensorrt,torch-eager,opencv-dnn")
+    add_flag(p, "--trt-batch", default="1,8")
+    add_flag(p, "--precisions", default="fp32,fp16,int8-cpu,int8-tensorrt")
+    add_flag(p, "--calib", default=str(DEFAULT_PHOTO.parent), default_text="the Darknet samples; speed does not "
+             "depend on them")
+    add_flag(p, "--calib-images", default=4)
+    add_flag(p, "--warmup", default=3)
+    add_flag(p, "--runs", default=10)
+    add_flag(p, "--threads", default=physical_cores(), default_text="the physical cores")
+    add_flag(p, "--image", default=str(DEFAULT_PHOTO), default_text="Darknet's dog.jpg")
+    add_flag(p, "--output", default="runs/benchmarks", metavar="DIR", help="folder for fps.json, fps.csv, fps.png")
+    add_flag(p, "--no-gemm")
+    return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The flags, each checked here (one-line error, exit 2) before any model is built."""
-    from yolov3_trt.cli.common import ArgumentParser, comma_list, int_at_least, one_of
-
-    p = ArgumentParser(prog="benchmarks/fps.py", description=__doc__.split("\n")[0],
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--cfg", default="yolov3", help="built-in name or cfg file")
-    p.add_argument("--weights", default=None, help="Darknet .weights (default: random, see --help text)")
-    p.add_argument("--sizes", type=comma_list(_square_size), default="320,416,608",
-                   help="comma-separated input sizes (multiples of 32)")
-    p.add_argument("--batch", type=comma_list(int_at_least(1)), default="1", help="comma-separated batch sizes")
-    p.add_argument("--backends", type=comma_list(one_of(BACKENDS)),
-                   default="onnxruntime,tensorrt,torch-eager,opencv-dnn",
-                   help="comma-separated: onnxruntime (the Detector), tensorrt (the Detector on engines built "
-                        "here), torch (the Detector on torch), torch-eager and opencv-dnn (peers, forward only)")
-    p.add_argument("--trt-batch", type=comma_list(int_at_least(1)), default="1,8",
-                   help="comma-separated batch sizes of the tensorrt rows")
-    p.add_argument("--precisions", type=comma_list(one_of(PRECISIONS)), default="fp32,fp16,int8-cpu,int8-tensorrt",
-                   help="comma-separated, for the onnxruntime backend: fp32, fp16 (ModelOpt AutoCast), int8-cpu "
-                        "(ONNX Runtime QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32")
-    p.add_argument("--calib", default=str(DEFAULT_PHOTO.parent),
-                   help="calibration images for the INT8 files (speed does not depend on them)")
-    p.add_argument("--calib-images", type=int_at_least(1), default=4)
-    p.add_argument("--warmup", type=int_at_least(0), default=3)
-    p.add_argument("--runs", type=int_at_least(1), default=10)
-    p.add_argument("--threads", type=int_at_least(1), default=physical_cores(), help="threads for every runtime")
-    p.add_argument("--image", default=str(DEFAULT_PHOTO), help="photo to detect in (a synthetic one if missing)")
-    p.add_argument("--output", default="runs/benchmarks", help="folder for fps.json, fps.csv, fps.png")
-    p.add_argument("--no-gemm", action="store_true", help="skip the GEMM ceiling measurement")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     # argparse passes string defaults through type, so every list above is a list here.
     args.sizes_text = ",".join(map(str, args.sizes))
     return args
@@ -204,8 +192,10 @@ class Bench:
         elif backend == "tensorrt":
             detector = Detector(self.engine(size, precision, batch), "tensorrt")
         else:
-            detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu",
-                                           threads=self.args.threads)
+            import torch
+
+            torch.set_num_threads(self.args.threads)  # process-wide: the application's call, not the Detector's
+            detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu")
         images = [self.image] * batch
         parts: dict[str, list[float]] = {"preprocess": [], "infer": [], "postprocess": []}
         totals: list[float] = []
@@ -344,7 +334,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     check_inputs(args)
-    sizes, batches, backends = args.sizes, args.batch, args.backends
+    sizes, batches, backends = args.sizes, args.infer_batches, args.backends
     from yolov3_trt.fileio import atomic_path, atomic_write_json, atomic_write_text
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-fps-") as tmp:

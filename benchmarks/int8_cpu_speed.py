@@ -10,7 +10,6 @@ and the median per file and the speed-up over FP32. Writes int8_cpu_speed.json t
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
 import sys
@@ -34,16 +33,27 @@ VARIANTS = {
 }
 
 
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
+
+    p = ArgumentParser(prog="benchmarks/int8_cpu_speed.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--cfg", default="yolov3")
+    add_flag(p, "--size", default=(416, 416), default_text="416")
+    add_flag(p, "--rounds", default=5)
+    add_flag(p, "--runs", default=3)
+    add_flag(p, "--threads", default=physical_cores())
+    add_flag(p, "--calib", default=str(DARKNET_IMAGES))
+    add_flag(p, "--output", default="docs/benchmarks/quantize", metavar="DIR", help="folder for the results")
+    return p
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cfg", default="yolov3")
-    p.add_argument("--size", type=int, default=416)
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--runs", type=int, default=3, help="runs per file per round")
-    p.add_argument("--threads", type=int, default=physical_cores())
-    p.add_argument("--calib", default=str(DARKNET_IMAGES))
-    p.add_argument("--output", default="docs/benchmarks/quantize")
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.size[0] != args.size[1]:
+        p.error(f"argument --size: {args.size[0]}x{args.size[1]}: the benchmark sizes are square, give N")
+    args.size = args.size[0]
     logging.basicConfig(level=logging.WARNING)
     import onnxruntime as ort
 

@@ -7,7 +7,6 @@ ort_settings.json/.png to --output. The Detector's backend uses the winners
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -35,14 +34,26 @@ def variants(threads: int):
     ]
 
 
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
+
+    p = ArgumentParser(prog="benchmarks/ort_settings.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--cfg", default="yolov3")
+    add_flag(p, "--size", default=(416, 416), default_text="416")
+    add_flag(p, "--runs", default=10)
+    add_flag(p, "--warmup", default=3)
+    add_flag(p, "--output", default="runs/benchmarks", metavar="DIR",
+             help="folder for ort_settings.json and ort_settings.png")
+    return p
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cfg", default="yolov3")
-    p.add_argument("--size", type=int, default=416)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--output", default="runs/benchmarks")
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.size[0] != args.size[1]:
+        p.error(f"argument --size: {args.size[0]}x{args.size[1]}: the benchmark sizes are square, give N")
+    args.size = args.size[0]
     import onnxruntime as ort
 
     from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights

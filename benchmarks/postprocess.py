@@ -12,7 +12,7 @@ network (whose outputs are computed once with ONNX Runtime).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -43,7 +43,7 @@ def random_model(cfg: str, gain: float | None, workdir: Path):
 
 
 def head_outputs(model, size: int, images: list[np.ndarray], workdir: Path):
-    """Raw head outputs (batch 1 each) of ``model`` on ``images``; and its heads."""
+    """Raw head outputs (batch 1 each) of ``model`` on ``images``; and its DecodeSpec at ``size``."""
     import onnxruntime as ort
 
     from yolov3_trt.export.onnx_export import export_onnx
@@ -54,7 +54,7 @@ def head_outputs(model, size: int, images: list[np.ndarray], workdir: Path):
     export_onnx(model, path, default_names(model.num_classes), size=(size, size))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     outs = [session.run(None, {"images": preprocess([image], (size, size))[0]}) for image in images]
-    return outs, model.heads
+    return outs, model.decode_spec((size, size))
 
 
 def same(a, b) -> bool:
@@ -62,22 +62,33 @@ def same(a, b) -> bool:
                for x, y in zip(a, b))
 
 
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
+
+    p = ArgumentParser(prog="benchmarks/postprocess.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--cfg", default="yolov3")
+    add_flag(p, "--size", default=(416, 416), default_text="416")
+    add_flag(p, "--confs", default=[0.001, 0.25], default_text="0.001,0.25")
+    add_flag(p, "--runs", default=20)
+    add_flag(p, "--warmup", default=2)
+    add_flag(p, "--photos", default=str(PHOTOS), default_text="the Darknet samples")
+    add_flag(p, "--no-trained")
+    add_flag(p, "--output", default="runs/benchmarks/postprocess", metavar="DIR", help="folder for the results")
+    return p
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--cfg", default="yolov3")
-    p.add_argument("--size", type=int, default=416)
-    p.add_argument("--confs", default="0.001,0.25")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per photo")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--images", default=str(PHOTOS), help="folder of .jpg photos (default: the Darknet samples)")
-    p.add_argument("--no-trained", action="store_true", help="skip the trained checkpoint's heads")
-    p.add_argument("--output", default="runs/benchmarks/postprocess")
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.size[0] != args.size[1]:
+        p.error(f"argument --size: {args.size[0]}x{args.size[1]}: the benchmark sizes are square, give N")
+    args.size = args.size[0]
 
     from yolov3_trt.fileio import atomic_path, atomic_write_json
     from yolov3_trt.plugin.host import load_library, postprocess_host
     from yolov3_trt.plugin.sources import PluginError
-    from yolov3_trt.postprocess import postprocess
+    from yolov3_trt.postprocess import DEFAULT_NMS, postprocess
     from yolov3_trt.preprocess import read_image
 
     try:
@@ -85,12 +96,12 @@ def main(argv=None) -> int:
     except PluginError as err:  # not built: say how, before exporting and running anything
         raise SystemExit(f"error: {err}") from None
 
-    photos = sorted(Path(args.images).glob("*.jpg"))
+    photos = sorted(Path(args.photos).glob("*.jpg"))
     if photos:
         images = [read_image(f) for f in photos]
     else:  # no photos here: random noise images, said in the results
         images = [np.random.default_rng(i).integers(0, 256, (480, 640, 3), dtype=np.uint8) for i in range(3)]
-    confs = [float(c) for c in args.confs.split(",")]
+    confs = list(args.confs)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sets = [(f"{args.cfg} {kind}", lambda gain=gain: random_model(args.cfg, gain, Path(tmp)), images)
@@ -100,20 +111,19 @@ def main(argv=None) -> int:
             trained_images = [read_image(f) for f in sorted(TRAINED_IMAGES.glob("*.png"))[:len(images)]]
             sets.append(("trained (shapes, 6 classes)", lambda: load_checkpoint(TRAINED)[0].eval(), trained_images))
         for kind, make_model, inputs in sets:
-            outputs, heads = head_outputs(make_model(), args.size, inputs, Path(tmp))
+            outputs, decode = head_outputs(make_model(), args.size, inputs, Path(tmp))
             for conf in tqdm(confs, desc=kind):
+                nms = dataclasses.replace(DEFAULT_NMS, conf=conf)
                 times = {"numpy": [], "host library": []}
                 detections = 0
                 for out in outputs:
-                    ref = postprocess(out, heads, (args.size, args.size), conf=conf)
-                    got = postprocess_host(out, heads, (args.size, args.size), conf=conf)
+                    ref = postprocess(out, decode, nms)
+                    got = postprocess_host(out, decode, nms)
                     if not same(ref, got):
                         raise SystemExit(f"host build and numpy differ ({kind}, conf {conf})")
                     detections += len(ref[0][0])
-                    times["numpy"] += timed(lambda: postprocess(out, heads, (args.size, args.size), conf=conf),
-                                            args.warmup, args.runs)
-                    times["host library"] += timed(
-                        lambda: postprocess_host(out, heads, (args.size, args.size), conf=conf), args.warmup, args.runs)
+                    times["numpy"] += timed(lambda: postprocess(out, decode, nms), args.warmup, args.runs)
+                    times["host library"] += timed(lambda: postprocess_host(out, decode, nms), args.warmup, args.runs)
                 for name, ms in times.items():
                     rows.append({"heads": kind, "conf": conf, "postprocessor": name, "p50_ms": float(np.median(ms)),
                                  "p90_ms": float(np.percentile(ms, 90)), "mean_detections": detections / len(outputs)})

@@ -26,20 +26,29 @@ RUN = ROOT / "docs" / "benchmarks" / "train_synthetic"
 TARGETS = {"FP16": 0.2, "INT8 cpu": 1.0, "INT8 tensorrt": 1.0}  # max AP50 drop in points
 
 
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
+
+    p = ArgumentParser(prog="benchmarks/quantize_accuracy.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--checkpoint", default=str(RUN / "run" / "best.pt"))
+    add_flag(p, "--train", default=str(RUN / "data" / "train.txt"))
+    add_flag(p, "--val", default=str(RUN / "data" / "val.txt"))
+    add_flag(p, "--size", default=(192, 192), default_text="192, the size the model was trained and validated at")
+    add_flag(p, "--calib-images", default=128)
+    add_flag(p, "--calib-method", default="entropy")
+    add_flag(p, "--cpu-methods", default=["percentile", "max"], default_text="percentile,max; ONNX Runtime's "
+             "entropy equals max, see yolov3_trt/quantize/int8_cpu.py")
+    add_flag(p, "--layer-images", default=32)
+    add_flag(p, "--output", default="docs/benchmarks/quantize", metavar="DIR", help="folder for the results")
+    return p
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default=str(RUN / "run" / "best.pt"))
-    p.add_argument("--train", default=str(RUN / "data" / "train.txt"), help="calibration images are sampled from here")
-    p.add_argument("--val", default=str(RUN / "data" / "val.txt"), help="held-out images the accuracy is measured on")
-    p.add_argument("--size", default="192", help="input size: the one the model was trained and validated at")
-    p.add_argument("--calib-images", type=int, default=128)
-    p.add_argument("--calib-method", default="entropy", help="TensorRT INT8 (ModelOpt: entropy or max)")
-    p.add_argument("--cpu-methods", default="percentile,max",
-                   help="CPU INT8 files, one per method (ONNX Runtime: percentile, entropy, max; its entropy equals "
-                        "max, see yolov3_trt/quantize/int8_cpu.py)")
-    p.add_argument("--layer-images", type=int, default=32, help="calibration images for the per-layer error")
-    p.add_argument("--output", default="docs/benchmarks/quantize")
-    return p.parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    args.size = "x".join(map(str, args.size))
+    return args
 
 
 def main(argv=None) -> int:
@@ -59,7 +68,7 @@ def main(argv=None) -> int:
         began = time.perf_counter()
         quantize_fp16(fp32, tmp / "fp16.onnx")
         seconds["fp16"] = time.perf_counter() - began
-        jobs = [("cpu", m) for m in args.cpu_methods.split(",")] + [("tensorrt", args.calib_method)]
+        jobs = [("cpu", m) for m in args.cpu_methods] + [("tensorrt", args.calib_method)]
         files = []
         for target, method in jobs:
             began = time.perf_counter()

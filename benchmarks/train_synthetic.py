@@ -7,7 +7,6 @@ answers: AP50 >= 0.8 on the held-out split within 30 minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -16,17 +15,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
 
 
+def build_parser():
+    """The flags (yolov3_trt.cli.flags: one meaning, one validator, one help line in every tool)."""
+    from yolov3_trt.cli.common import ArgumentParser
+    from yolov3_trt.cli.flags import add_flag
+
+    p = ArgumentParser(prog="benchmarks/train_synthetic.py", description=__doc__.split("\n")[0])
+    add_flag(p, "--images", default=600, default_text="600, 20% held out")
+    add_flag(p, "--size", default=(192, 192), default_text="192")
+    add_flag(p, "--epochs", default=40)
+    add_flag(p, "--batch-size", default=16)
+    add_flag(p, "--lr", default=0.002)
+    add_flag(p, "--cfg", default="yolov3-tiny")
+    add_flag(p, "--output", default="runs/train_synthetic", metavar="DIR", help="folder for the data and the run")
+    add_flag(p, "--budget-minutes", default=30.0)
+    return p
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--images", type=int, default=600, help="generated images (20%% held out)")
-    p.add_argument("--size", type=int, default=192)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=0.002)
-    p.add_argument("--cfg", default="yolov3-tiny")
-    p.add_argument("--output", default="runs/train_synthetic")
-    p.add_argument("--budget-minutes", type=float, default=30.0)
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.size[0] != args.size[1]:
+        p.error(f"argument --size: {args.size[0]}x{args.size[1]}: the benchmark sizes are square, give N")
+    args.size = args.size[0]
 
     from yolov3_trt.cli.common import run
     from yolov3_trt.data.synthetic import generate
@@ -38,7 +48,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     generate(out / "data", args.images, size=args.size, seed=0, val_fraction=0.2, overwrite=True)
     command = ["--data", str(out / "data" / "train.txt"), "--val", str(out / "data" / "val.txt"),
-               "--cfg", args.cfg, "--size", str(args.size), "--epochs", str(args.epochs), "--batch", str(args.batch),
+               "--cfg", args.cfg, "--size", str(args.size), "--epochs", str(args.epochs), "--batch-size", str(args.batch),
                "--optimizer", "adamw", "--lr", str(args.lr), "--weight-decay", "0.0005", "--warmup-epochs", "2",
                "--eval-every", "5", "--seed", "0", "--output", str(out / "run"), "--force"]  # its own run
     status = run(train_main, command)

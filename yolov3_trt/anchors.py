@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from .boxes import wh_iou
-from .cli.common import UsageError, make_parser, parse_size, run
+from .cli.common import UsageError, make_parser, run
+from .cli.flags import add_flag
 
 
 shape_iou = wh_iou  # (N, K) IoU of centred (w, h) boxes with centred (w, h) anchors: yolov3_trt.boxes
@@ -67,13 +68,11 @@ def letterboxed_shapes(dataset, size: tuple[int, int]) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> int:
     p = make_parser("python -m yolov3_trt.anchors", __doc__.split("\n")[0].split(": ", 1)[1])
     p.add_argument("data", metavar="DATA", help="YOLO folder or list file, or COCO JSON")
-    p.add_argument("--names", default=None, metavar="PATH")
-    p.add_argument("--size", type=parse_size, default=(416, 416), metavar="N|WxH")
-    p.add_argument("--num", type=int, default=9, help="anchors (9 for yolov3, 6 for yolov3-tiny)")
-    p.add_argument("--seed", type=int, default=0)
+    add_flag(p, "--names", default_text="found beside the data")
+    add_flag(p, "--size", default=(416, 416), default_text="416")
+    add_flag(p, "--num", default=9)
+    add_flag(p, "--seed", default=0)
     args = p.parse_args(argv)
-    if args.num < 1:
-        raise UsageError("--num must be >= 1")
     from .darknet.builtin import format_anchors
     from .data.dataset import load_dataset
 

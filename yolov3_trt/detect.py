@@ -21,8 +21,10 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
-from .cli.common import UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser, run
-from .cli.models import build_detector
+from .cli.args import ModelArgs, PostprocessArgs, RuntimeArgs
+from .cli.common import UsageError, make_parser, run
+from .cli.flags import add_flag
+from .cli.models import detector_for
 from .cli.outputs import (ResultFolder, StagedFiles, absolute, add_force_arg, check_not_input, check_output_file,
                           existing_inputs, model_inputs)
 from .detections import coco_image_ids
@@ -38,27 +40,24 @@ PER_IMAGE_REPORT_LIMIT = 20  # print one line per image for small image sets
 LISTED_DETECTIONS = 8  # detections named on that line
 
 
+GROUPS = (ModelArgs(), RuntimeArgs(), PostprocessArgs())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.detect", __doc__.split("\n")[0].split(": ", 1)[1])
     parser.add_argument("source", metavar="SOURCE",
                         help="image file, folder of images, video file, stream URL (rtsp://, http://), or camera "
                              "index (e.g. 0)")
-    add_model_args(parser)
-    add_runtime_args(parser)
-    add_postprocess_args(parser, None, None, None)
+    for group in GROUPS:
+        group.add_parser_args(parser)
     g = parser.add_argument_group("input and output")
-    g.add_argument("--resize", choices=("letterbox", "resize"), default="letterbox",
-                   help="letterbox keeps the aspect ratio (Darknet's detect); resize stretches")
-    g.add_argument("--output", default="runs/detect", metavar="PATH",
-                   help="folder for annotated output (an earlier run's results there need --force)")
-    g.add_argument("--json", default=None, metavar="PATH", help="detections as COCO-style JSON "
-                   "(default: OUTPUT/detections.json)")
-    g.add_argument("--no-draw", action="store_true", help="write only the JSON, no annotated images/video")
-    g.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N video/stream/camera frames")
-    g.add_argument("--skip-unreadable", action="store_true", help="skip unreadable images in a folder "
-                   "instead of stopping")
-    g.add_argument("--tolerate-truncated", action="store_true", help="keep the frames of a video that ends "
-                   "before its frame count (truncated or corrupt) instead of failing")
+    add_flag(g, "--output", default="runs/detect", metavar="PATH",
+             help="folder for annotated output (an earlier run's results there need --force)")
+    add_flag(g, "--json", metavar="PATH", help="detections as COCO-style JSON", default_text="OUTPUT/detections.json")
+    add_flag(g, "--no-draw")
+    add_flag(g, "--max-frames", default_text="all")
+    add_flag(g, "--skip-unreadable")
+    add_flag(g, "--tolerate-truncated")
     add_force_arg(g, help="replace an earlier run's results in --output (and an existing --json), removing its "
                           "files this run does not rewrite; never an input")
     return parser
@@ -145,16 +144,16 @@ def _detect_all(detector, source: Source, writer: AnnotatedOutput | None) -> tup
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UsageError("--max-frames must be >= 1")
+    model_options, post = GROUPS[0].parse(args), GROUPS[2].parse(args)
     output = Path(args.output)
     with open_source(args.source, max_frames=args.max_frames, skip_unreadable=args.skip_unreadable,
                      tolerate_truncated=args.tolerate_truncated) as source:
         inputs = model_inputs(args) + _source_inputs(source)
         folder, json_path, json_in_folder = _plan_outputs(args, source, inputs)
-        detector = build_detector(args)
+        runtime = GROUPS[1].parse(args, model_options)  # after the output checks, as the model loads
+        detector, resolved = detector_for(model_options, runtime, post)
         # --weights by name became the cached file: it too is an input
-        check_not_input(json_path, existing_inputs(args.weights, args.checkpoint), option="--json")
+        check_not_input(json_path, existing_inputs(resolved.weights, resolved.checkpoint), option="--json")
         with detector, contextlib.ExitStack() as stack:
             staged = None if json_in_folder else stack.enter_context(StagedFiles([json_path]))
             if folder is not None:

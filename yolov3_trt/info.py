@@ -6,7 +6,9 @@ import math
 import sys
 from typing import Any, Sequence
 
-from .cli.common import add_model_args, make_parser, run
+from .cli.args import ModelArgs
+from .cli.common import make_parser, run
+from .cli.flags import add_flag
 from .darknet.builtin import load_cfg, set_classes
 from .darknet.layers import (AvgPoolSpec, ConvSpec, LayerShape, MaxPoolSpec, RouteSpec, ShortcutSpec, SoftmaxSpec,
                              UpsampleSpec, build_network)
@@ -69,10 +71,12 @@ def summarize(cfg_arg: str, classes: int | None, size: tuple[int, int] | None) -
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("python -m yolov3_trt.info", __doc__.split("\n")[0].split(": ", 1)[1])
-    add_model_args(parser, weights=False, names=False)
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON ('-': stdout)")
+    model_args = ModelArgs(weights=False, names=False)
+    model_args.add_parser_args(parser)
+    add_flag(parser, "--json", metavar="PATH", help="also write the table as JSON ('-': stdout)")
     args = parser.parse_args(argv)
-    summary = summarize(args.cfg or "yolov3", args.classes, args.size)
+    model = model_args.parse(args)
+    summary = summarize(model.cfg or "yolov3", model.classes, model.size)
     if args.json == "-":
         print(json.dumps(summary, indent=2))
         return 0

@@ -13,7 +13,7 @@ from helpers import ROOT
 def test_fps_script_writes_table_json_csv_png(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes",
-                           "128,160", "--batch", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32",
+                           "128,160", "--infer-batches", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32",
                            "--backends", "onnxruntime,torch,torch-eager,opencv-dnn", "--output", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -87,7 +87,7 @@ FPS_ERRORS = {  # flags -> words of the one line fps.py prints before building a
     "size not square": (["--sizes", "320x256"], "argument --sizes: '320x256': the benchmark sizes are square"),
     "no runs": (["--runs", "0"], "argument --runs: 0 must be >= 1"),
     "negative warm-up": (["--warmup", "-1"], "argument --warmup: -1 must be >= 0"),
-    "batch 0": (["--batch", "1,0"], "argument --batch: 0 must be >= 1"),
+    "batch 0": (["--infer-batches", "1,0"], "argument --infer-batches: 0 must be >= 1"),
     "tensorrt batch": (["--trt-batch", "x"], "argument --trt-batch: expected an integer, got 'x'"),
     "threads": (["--threads", "0"], "argument --threads: 0 must be >= 1"),
     "unknown backend": (["--backends", "onnxruntime,tflite"],

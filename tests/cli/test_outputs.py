@@ -211,9 +211,9 @@ CASES = [
     Case("data-summary-json-is-a-folder", "data", "summary {data} --json {tmp}", ("is a folder", "--json")),
     Case("data-summary-json-exists", "data", "summary {data} --json {tmp}/s.json", ("s.json", "--force"),
          (("file", "s.json"),)),
-    Case("data-synthetic-out-is-a-file", "data", "synthetic {tmp}/blocker --images 1 --size 64 --quiet",
+    Case("data-synthetic-out-is-a-file", "data", "synthetic {tmp}/blocker --images 1 --image-size 64 --quiet",
          ("blocker", "OUT"), FILE),
-    Case("data-synthetic-out-under-a-file", "data", "synthetic {tmp}/blocker/d --images 1 --size 64 --quiet",
+    Case("data-synthetic-out-under-a-file", "data", "synthetic {tmp}/blocker/d --images 1 --image-size 64 --quiet",
          ("blocker", "OUT"), FILE),
 ]
 CASES_BY_ID = {c.id: c for c in CASES}

@@ -151,7 +151,7 @@ def test_rerun_replaces_own_files_and_refuses_foreign_folders(tmp_path):
 
 def test_cli_synthetic(tmp_path, capsys):
     out = tmp_path / "cli"
-    assert run(main, ["synthetic", str(out), "--images", "3", "--size", "80x64", "--seed", "5",
+    assert run(main, ["synthetic", str(out), "--images", "3", "--image-size", "80x64", "--seed", "5",
                       "--val-fraction", "0.34", "--quiet"]) == 0
     assert "wrote 3 images" in capsys.readouterr().out
     assert len((out / "val.txt").read_text().split()) == 1
@@ -164,8 +164,8 @@ def test_cli_synthetic(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["synthetic", "x", "--images", "0"],
-    ["synthetic", "x", "--images", "2", "--size", "16"],
-    ["synthetic", "x", "--images", "2", "--size", "96:64"],
+    ["synthetic", "x", "--images", "2", "--image-size", "16"],
+    ["synthetic", "x", "--images", "2", "--image-size", "96:64"],
     ["synthetic", "x", "--images", "2", "--val-fraction", "1"],
     ["synthetic", "x"],
     [],

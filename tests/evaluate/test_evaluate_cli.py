@@ -53,7 +53,7 @@ def _make_dataset(root, names=NAMES, bad_image=False):
 def test_end_to_end_writes_metrics_json_and_plot(model_files, tmp_path, capsys):
     data = _make_dataset(tmp_path / "data")
     out = tmp_path / "out"
-    argv = [str(data), "--model", str(model_files["onnx"]), "--output", str(out), "--batch", "2"]
+    argv = [str(data), "--model", str(model_files["onnx"]), "--output", str(out), "--infer-batch", "2"]
     assert run(main, argv) == 0
     stdout = capsys.readouterr().out
     assert "global AP50" in stdout and "per-image AP50" in stdout and "mAP@[.50:.95]" in stdout

@@ -167,8 +167,8 @@ CASES = [
     Case("triton-engine-without-sidecar", "triton", "--model {engine} --output {out}", ("model.engine",)),
     Case("triton-output-under-a-file", "triton", "--model {onnx} --output {file_as_folder}/repo", ("plainfile",)),
     # train
-    Case("train-batch-0", "train", "--data {data}/train.txt --cfg yolov3-tiny --size 64 --epochs 1 --batch 0 "
-         "--output {out}", ("--batch",)),
+    Case("train-batch-0", "train", "--data {data}/train.txt --cfg yolov3-tiny --size 64 --epochs 1 --batch-size 0 "
+         "--output {out}", ("--batch-size",)),
     Case("train-negative-lr", "train", "--data {data}/train.txt --cfg yolov3-tiny --size 64 --epochs 1 --lr -1 "
          "--output {out}", ("--lr",)),
     Case("train-negative-workers", "train", "--data {data}/train.txt --cfg yolov3-tiny --size 64 --epochs 1 "
@@ -187,7 +187,7 @@ CASES = [
     Case("train-size-100", "train", "--data {data}/train.txt --cfg yolov3-tiny --size 100 --output {out}",
          ("--size",)),
     # data and anchors
-    Case("data-synthetic-over-a-file", "data", "synthetic {file_as_folder} --images 2 --size 64", ("plainfile",)),
+    Case("data-synthetic-over-a-file", "data", "synthetic {file_as_folder} --images 2 --image-size 64", ("plainfile",)),
     Case("data-summary-missing", "data", "summary {folder}/no_data", ("no_data",)),
     Case("anchors-missing-data", "anchors", "{folder}/no_data", ("no_data",)),
     Case("anchors-num-0", "anchors", "{data}/train.txt --num 0", ("--num",)),

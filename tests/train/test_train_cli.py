@@ -10,7 +10,7 @@ from yolov3_trt.model.checkpoint import load_checkpoint, save_checkpoint
 from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.train.__main__ import main as train_main
 
-FAST = ["--cfg", "yolov3-tiny", "--size", "64", "--batch", "2", "--val-fraction", "0", "--eval-every", "100"]
+FAST = ["--cfg", "yolov3-tiny", "--size", "64", "--batch-size", "2", "--val-fraction", "0", "--eval-every", "100"]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def _one_error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("flags, words", [
-    (["--batch", "0"], ["--batch", "0"]),
-    (["--batch", "-3"], ["--batch"]),
+    (["--batch-size", "0"], ["--batch-size", "0"]),
+    (["--batch-size", "-3"], ["--batch-size"]),
     (["--accumulate", "0"], ["--accumulate"]),
     (["--eval-every", "0"], ["--eval-every"]),
     (["--lr", "-1"], ["--lr", "> 0"]),
@@ -123,7 +123,7 @@ def test_resume_of_a_model_checkpoint_is_refused(data, tmp_path, capsys):
     code, err = _run(["--resume", str(tmp_path / "model.pt"), "--output", str(tmp_path / "out")], capsys)
     assert code == 2
     line = _one_error_line(err)
-    assert "model.pt" in line and "--resume" in line and "--weights" in line, line
+    assert "model.pt" in line and "--resume" in line and "--init-checkpoint" in line, line
     assert not (tmp_path / "out").exists()
 
 
@@ -193,7 +193,7 @@ def test_inputs_are_never_outputs(finished_run, data, tmp_path, capsys):
     weights = tmp_path / "run" / "best.pt"
     weights.parent.mkdir()
     weights.write_bytes((finished_run / "best.pt").read_bytes())
-    code, err = _run(["--data", str(data), *FAST, "--epochs", "1", "--weights", str(weights), "--force",
+    code, err = _run(["--data", str(data), *FAST, "--epochs", "1", "--init-checkpoint", str(weights), "--force",
                       "--output", str(weights.parent)], capsys)
     assert code == 2 and "best.pt" in _one_error_line(err) and "input" in err, err
     code, err = _run(["--data", str(data), *FAST, "--epochs", "1", "--output", str(data / "run")], capsys)

@@ -70,7 +70,7 @@ def _history(path):
 
 
 def test_resume_continues_the_same_loss_curve(shapes, tmp_path):
-    common = ["--data", str(shapes), "--val-fraction", "0", "--cfg", "yolov3-tiny", "--size", "64", "--batch", "4",
+    common = ["--data", str(shapes), "--val-fraction", "0", "--cfg", "yolov3-tiny", "--size", "64", "--batch-size", "4",
               "--lr", "0.001", "--warmup-epochs", "0", "--seed", "1"]  # as TrainConfig below
     assert run(train_main, [*common, "--epochs", "3", "--output", str(tmp_path / "straight")]) == 0
     # an interrupted 3-epoch run: stops after epoch 1 (as a crash would, with last.pt written)
@@ -101,7 +101,7 @@ def test_ddp_two_gloo_processes_equal_one_process(shapes, tmp_path):
     cfg = tmp_path / "nobn.cfg"
     cfg.write_text(NO_BN_CFG)
     common = ["-m", "yolov3_trt.train", "--data", str(shapes), "--val-fraction", "0", "--cfg", str(cfg),
-              "--size", "64", "--batch", "4", "--epochs", "2", "--lr", "0.01", "--warmup-epochs", "0",
+              "--size", "64", "--batch-size", "4", "--epochs", "2", "--lr", "0.01", "--warmup-epochs", "0",
               "--no-ema", "--seed", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, *common, "--output", str(tmp_path / "one")], capture_output=True,
@@ -125,7 +125,7 @@ def test_tiny_model_overfits_a_few_synthetic_images(tmp_path):
     generate(data, 4, size=128, seed=5, max_objects=3)
     out = tmp_path / "run"
     assert run(train_main, ["--data", str(data), "--val", str(data), "--cfg", "yolov3-tiny", "--size", "128",
-                            "--batch", "2", "--epochs", "80", "--optimizer", "adamw", "--lr", "0.002",
+                            "--batch-size", "2", "--epochs", "80", "--optimizer", "adamw", "--lr", "0.002",
                             "--weight-decay", "0", "--warmup-epochs", "2", "--no-augment", "--no-ema",
                             "--eval-every", "1000", "--output", str(out)]) == 0
     history, _ = _history(out / "last.pt")
@@ -180,7 +180,7 @@ def test_non_finite_step_stops_with_epoch_and_batch_and_is_never_saved(grad_only
     # 8 images, batch 4: 2 batches per epoch; call 4 is epoch 2, batch 2 (the epoch's last step)
     _poison(monkeypatch, 4, grad_only)
     out = tmp_path / "run"
-    argv = ["--data", str(shapes), "--val-fraction", "0", "--cfg", "yolov3-tiny", "--size", "64", "--batch", "4",
+    argv = ["--data", str(shapes), "--val-fraction", "0", "--cfg", "yolov3-tiny", "--size", "64", "--batch-size", "4",
             "--epochs", "3", "--output", str(out)]
     assert run(train_main, argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]

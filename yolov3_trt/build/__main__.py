@@ -18,77 +18,56 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_quantize_args, check_quantize_args,
-                          make_parser, positive_int, run)
+from ..cli.args import ModelArgs, PostprocessArgs, PrecisionArgs, RuntimeArgs, cuda_index
+from ..cli.common import UsageError, make_parser, run
+from ..cli.flags import add_flag
+from ..cli.types import parse_batch  # noqa: F401 (the build tool's --batch, imported from here by tests)
 from ..cli.outputs import FORCE, OutputError, add_force_arg, check_output_file, existing_inputs, model_inputs
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
 from .device import supports_aot_plugin, tensorrt_module
-from .sidecar import HARDWARE_COMPATIBILITY
+from ..vocab import HardwareCompat
 from .steps import BuildOptions
 
 logger = logging.getLogger("yolov3_trt.build")
 
 
-def parse_batch(text: str) -> tuple[int, int, int]:
-    """``8`` -> (8, 8, 8); ``1:4:8`` -> (1, 4, 8), with 1 <= min <= opt <= max."""
-    try:
-        values = tuple(int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or MIN:OPT:MAX, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
-    return values  # type: ignore[return-value]
+GROUPS = (ModelArgs(), RuntimeArgs(backend=False, size_with_model=True), PrecisionArgs(),
+          PostprocessArgs(DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.build", __doc__.split("\n")[0].split(": ", 1)[1])
-    parser.add_argument("--model", default=None, metavar="PATH",
-                        help="ONNX file to build (from python -m yolov3_trt.export or quantize); "
-                             "instead of --cfg/--weights/--checkpoint")
-    add_model_args(parser)
-    add_quantize_args(parser)
-    add_postprocess_args(parser, DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET)
+    for group in GROUPS:
+        group.add_parser_args(parser)
     g = parser.add_argument_group("engine")
-    g.add_argument("--output", default=None, metavar="PATH",
-                   help="engine file (default: beside the ONNX, <onnx stem>.engine); the sidecar is PATH.json; "
-                        "ONNX files made on the way go beside it")
+    add_flag(g, "--output", metavar="PATH", help="engine file; the sidecar is PATH.json; ONNX files made on the way "
+             "go beside it", default_text="beside the ONNX, <onnx stem>.engine")
     add_force_arg(g, help="replace an existing engine and sidecar, and the exported or quantized ONNX files an "
                           "earlier build left (never --model or another input)")
-    g.add_argument("--flavour", choices=("auto", "raw", "end2end", "plugin"), default="auto",
-                   help="graph exported from --cfg/--checkpoint; auto: plugin on TensorRT >= 10.9, else end2end")
-    g.add_argument("--batch", type=parse_batch, default=(1, 1, 1), metavar="N|MIN:OPT:MAX",
-                   help="optimisation profile: batch sizes the engine accepts, tuned for OPT")
-    g.add_argument("--workspace", type=positive_int, default=None, metavar="MIB",
-                   help="builder workspace limit in MiB (default: TensorRT's, the GPU's memory)")
-    g.add_argument("--builder-optimization-level", type=int, choices=range(6), default=None, metavar="0-5",
-                   help="TensorRT builder optimisation level (default: TensorRT's, 3; higher builds longer)")
-    g.add_argument("--timing-cache", default=None, metavar="PATH",
-                   help="timing cache file, read and updated (default: one per TensorRT version and GPU "
-                        "under ~/.cache/yolov3_trt)")
-    g.add_argument("--dla-core", type=int, default=None, metavar="N",
-                   help="Jetson: run on DLA core N, layers it cannot run fall back to the GPU")
-    g.add_argument("--hardware-compatible", choices=HARDWARE_COMPATIBILITY, default="none",
-                   help="ampere+: the engine runs on any GPU of sm 8.0+; same-cc: any GPU of this compute "
-                        "capability (TensorRT >= 10.4); both may run slower")
-    g.add_argument("--version-compatible", action="store_true",
-                   help="the engine also runs on later TensorRT releases of the same major version")
-    g.add_argument("--device", type=int, default=0, metavar="N", help="CUDA device index")
+    add_flag(g, "--flavour", default="auto")
+    add_flag(g, "--batch", default=(1, 1, 1), default_text="1")
+    add_flag(g, "--workspace", default_text="TensorRT's, the GPU's memory")
+    add_flag(g, "--builder-optimization-level", default_text="TensorRT's, 3")
+    add_flag(g, "--timing-cache", default_text="one per TensorRT version and GPU under ~/.cache/yolov3_trt")
+    add_flag(g, "--dla-core")
+    add_flag(g, "--hardware-compatible", default=HardwareCompat.NONE.value)
+    add_flag(g, "--version-compatible")
+    add_flag(g, "--device", default="auto")
     return parser
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    if args.model:
-        clash = [f for f, v in (("--cfg", args.cfg), ("--weights", args.weights), ("--checkpoint", args.checkpoint),
-                                ("--classes", args.classes), ("--names", args.names)) if v]
-        if clash:
-            raise UsageError(f"--model is an ONNX that carries its cfg and class names: drop {', '.join(clash)}")
+def _check_args(args: argparse.Namespace):
+    """The groups' options (model, runtime, precision, post-processing), checked together."""
+    model = GROUPS[0].parse(args)
+    runtime = GROUPS[1].parse(args, model)
+    if runtime.model:
         if args.flavour != "auto":
             raise UsageError("--flavour chooses the graph exported from --cfg/--checkpoint; --model already is one")
-    elif not (args.weights or args.checkpoint):
+    elif not (model.weights or model.checkpoint):
         raise UsageError("nothing to build: give --model FILE.onnx, or --cfg with --weights, or --checkpoint")
-    check_quantize_args(args)
+    precision = GROUPS[2].parse(args)
+    cuda_index(args.device, "build")
+    return model, precision, GROUPS[3].parse(args)
 
 
 def _choose_flavour(requested: str, trt_version: str | None) -> str:
@@ -108,12 +87,12 @@ def _choose_flavour(requested: str, trt_version: str | None) -> str:
 
 
 def _export(args: argparse.Namespace, folder: Path, flavour: str, *, announce: bool = True) -> Path:
-    from ..cli.models import load_torch_model
+    from ..cli.models import load_model
     from ..export.onnx_export import export_onnx
     from ..fileio import file_sha256
 
-    model, names = load_torch_model(args)
-    source = Path(args.checkpoint or args.weights)
+    model, names, resolved = load_model(GROUPS[0].parse(args))
+    source = Path(resolved.checkpoint or resolved.weights)
     path = folder / f"{source.stem}-{flavour}.onnx"
     thresholds = {} if flavour == "raw" else {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
     export_onnx(model, path, names, flavour=flavour, size=args.size, **thresholds,
@@ -187,7 +166,7 @@ def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _check_args(args)
+    _check_args(args)  # before any work; the steps below read the checked namespace
     trt, _ = tensorrt_module()
     trt_version = None if trt is None else str(trt.__version__)
     out_folder = Path(args.output).parent if args.output else (Path(args.model).parent if args.model else Path("."))
@@ -214,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             onnx_path = _quantize(args, exported, out_folder)
     else:
         onnx_path = _export(args, out_folder, flavour)
-    _, device = require_tensorrt(onnx_path, _build_flags(args), args.device)
+    _, device = require_tensorrt(onnx_path, _build_flags(args), cuda_index(args.device, "build"))
     output = Path(args.output) if args.output else onnx_path.with_suffix(".engine")
     options = BuildOptions(batch=args.batch, workspace_mib=args.workspace,
                            optimization_level=args.builder_optimization_level, dla_core=args.dla_core,

@@ -1,9 +1,11 @@
-"""Argument groups every tool shares and the wrapper that turns user errors into exit code 2.
+"""The parser every tool starts from, its help formatter, and the wrapper that turns errors into exit codes.
 
-Flags mean the same thing in every tool (DESIGN.md section 2), so each tool builds its parser
-from these groups instead of declaring its own spelling. :func:`run` prints every user error as
-one line: the project's own errors, a flag argparse refuses, and an optional package that the
-runtime-only install (``pip install .``) lacks, with the extra that brings it.
+:func:`make_parser` gives a parser whose argparse errors are one line (exit 2) and whose help
+shows each default once. The flags themselves are defined in :mod:`yolov3_trt.cli.flags` and
+grouped in :mod:`yolov3_trt.cli.args`. :func:`run` prints every user error as one line, exit 2:
+the project's own errors, a flag argparse refuses, and an optional package that the runtime-only
+install (``pip install .``) lacks, with the extra that brings it; an environment failure (CUDA,
+out of memory) is one line, exit 1.
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import os
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from ..darknet.layers import MAX_INPUT_SIDE
-from ..errors import EnvironmentFailure, UsageError, YoloV3TrtError
+from ..errors import EnvironmentFailure, UsageError, YoloV3TrtError  # noqa: F401 (UsageError: re-exported)
+from .types import comma_list, int_at_least, one_of, parse_size, positive_int, probability  # noqa: F401 (re-exported)
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1  # the environment or a library failed (EnvironmentFailure): one line too
@@ -48,84 +50,23 @@ TOOL_EXTRAS: dict[str, str] = {"export": "train", "train": "train", "detect": "t
 
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``416`` or ``608x416`` (width x height) -> (width, height), each a positive multiple of 32."""
-    parts = text.lower().split("x")
-    try:
-        if len(parts) == 1:
-            width = height = int(parts[0])
-        elif len(parts) == 2:
-            width, height = int(parts[0]), int(parts[1])
-        else:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
-    if width <= 0 or height <= 0 or width % 32 or height % 32:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32")
-    if max(width, height) > MAX_INPUT_SIDE:
-        raise argparse.ArgumentTypeError(f"{text!r}: each side must be at most {MAX_INPUT_SIDE} px")
-    return width, height
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (``positive_int`` is ``int_at_least(1)``)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
-        return value
-    return parse
-
-
-def one_of(choices: Sequence[str]) -> Callable[[str], str]:
-    """An argparse type for one item of a comma-separated list (argparse's ``choices`` sees the whole list)."""
-    def parse(text: str) -> str:
-        if text.strip() not in choices:
-            raise argparse.ArgumentTypeError(f"unknown {text.strip()!r} (choose from {', '.join(choices)})")
-        return text.strip()
-    return parse
-
-
-def comma_list(convert: Callable[[str], Any]) -> Callable[[str], list]:
-    """An argparse type: comma-separated values, each through ``convert`` (``320,416`` -> [320, 416])."""
-    def parse(text: str) -> list:
-        values = [convert(v) for v in text.split(",") if v.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
-        return values
-    return parse
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the empty ones ("None", "False") that say nothing."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each default once, after the help line: the flag's ``default_text`` when the tool set
+    one (``add_flag``), else the value unless it says nothing (None, False, empty)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False:
-            return action.help or ""
-        return super()._get_help_string(action)
+        text = action.help or ""
+        shown = getattr(action, "default_text", None)
+        if shown is None and action.option_strings and not _says_nothing(action.default):
+            shown = action.default
+        return f"{text} (default: {str(shown).replace('%', '%%')})" if shown is not None else text
+
+
+def _says_nothing(value: Any) -> bool:
+    return value is None or value is False or value is True or value == argparse.SUPPRESS or value in ((), [])
+
+
+_HelpFormatter = HelpFormatter  # the earlier name
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -135,100 +76,18 @@ class ArgumentParser(argparse.ArgumentParser):
     buries the one line that matters, and the contract is one line per user error.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
-def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+def make_parser(prog: str, description: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
-
-
-def add_model_args(parser: argparse.ArgumentParser, *, weights: bool = True, names: bool = True) -> None:
-    """--cfg, --weights, --checkpoint, --classes, --names, --size (weights and names optional)."""
-    g = parser.add_argument_group("model")
-    g.add_argument("--cfg", default=None, metavar="PATH|NAME",
-                   help="Darknet cfg file or built-in name: yolov3, yolov3-tiny, yolov3-spp (default: yolov3)")
-    if weights:
-        g.add_argument("--weights", default=None, metavar="PATH|NAME",
-                       help="Darknet .weights for --cfg, or an official name: yolov3, yolov3-tiny, yolov3-spp "
-                            "(Darknet's COCO weights, downloaded once into ~/.cache/yolov3_trt/weights or "
-                            "$YOLOV3_TRT_CACHE/weights; implies --cfg of that name; an existing file wins)")
-        g.add_argument("--checkpoint", default=None, metavar="PATH",
-                       help="yolov3_trt PyTorch checkpoint (carries its own cfg and class names)")
-    g.add_argument("--classes", type=positive_int, default=None, metavar="N",
-                   help="class count for the heads (filters follow); default: the cfg's")
-    if names:
-        g.add_argument("--names", default=None, metavar="PATH", help="class names file, one per line")
-    g.add_argument("--size", type=parse_size, default=None, metavar="N|WxH",
-                   help="network input size, multiples of 32 (default: the cfg's width x height)")
-
-
-def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--model, --backend."""
-    g = parser.add_argument_group("runtime")
-    g.add_argument("--model", default=None, metavar="PATH",
-                   help="exported model: .onnx, a TensorRT .engine with its sidecar, or a checkpoint .pt; "
-                        "carries its cfg, size and names")
-    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
-                   help="inference backend; auto picks by model file type and hardware")
-
-
-def add_postprocess_args(parser: argparse.ArgumentParser, conf: float | None, iou: float | None,
-                         max_det: int | None) -> None:
-    """--conf, --iou, --max-det (None: the model's or the package's default)."""
-    g = parser.add_argument_group("post-processing")
-
-    def default(value, fallback: str) -> str:  # argparse shows a set default itself
-        return "" if value is not None else f" (default: {fallback})"
-
-    g.add_argument("--conf", type=_probability, default=conf,
-                   help="score threshold on objectness x class probability" + default(conf, "0.5, Darknet's"))
-    g.add_argument("--iou", type=_probability, default=iou, help="per-class NMS IoU threshold" + default(iou, "0.45"))
-    g.add_argument("--max-det", type=positive_int, default=max_det,
-                   help="detections kept per image" + default(max_det, "100"))
-
-
-CALIB_METHODS = ("entropy", "max", "percentile")
-CALIB_IMAGES = 128  # = yolov3_trt.calibration.DEFAULT_NUM_IMAGES (kept here so parsers import nothing heavy)
-
-
-def add_quantize_args(parser: argparse.ArgumentParser) -> None:
-    """--fp16 | --int8, --calib, --calib-method, --calib-images, --calib-seed, --calib-cache.
-
-    Default precision (neither flag) is FP32. ``--calib`` is required with ``--int8``; callers
-    check that with :func:`check_quantize_args`.
-    """
-    g = parser.add_argument_group("precision and calibration")
-    mode = g.add_mutually_exclusive_group()
-    mode.add_argument("--fp16", action="store_true", help="FP16 (mixed, FP32 inputs/outputs)")
-    mode.add_argument("--int8", action="store_true", help="INT8 Q/DQ calibrated on --calib images")
-    g.add_argument("--calib", default=None, metavar="PATH",
-                   help="calibration images: a folder, an image list .txt or a COCO .json (labels, when "
-                        "present, stratify the sample by class)")
-    g.add_argument("--calib-method", default="entropy", choices=CALIB_METHODS,
-                   help="activation range method (TensorRT/ModelOpt: entropy, max; CPU/ONNX Runtime: all three)")
-    g.add_argument("--calib-images", type=positive_int, default=CALIB_IMAGES, metavar="N",
-                   help="images sampled from --calib")
-    g.add_argument("--calib-seed", type=int, default=0, metavar="N", help="sampling seed")
-    g.add_argument("--calib-cache", default=None, metavar="DIR",
-                   help="keep calibrated models here; an identical request (model, images, method, size) "
-                        "is copied instead of calibrated again")
-
-
-def check_quantize_args(args: argparse.Namespace) -> None:
-    """UsageError for --int8 without --calib, or calibration flags without --int8."""
-    if args.int8 and not args.calib:
-        raise UsageError("--int8 needs calibration images: give --calib PATH (a folder of typical input images)")
-    if args.calib and not args.int8:
-        raise UsageError("--calib is used only with --int8")
-    given = [flag for flag, value, default in (("--calib-method", args.calib_method, "entropy"),
-                                                 ("--calib-images", args.calib_images, CALIB_IMAGES),
-                                                 ("--calib-seed", args.calib_seed, 0),
-                                                 ("--calib-cache", args.calib_cache, None)) if value != default]
-    if given and not args.int8:
-        raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} used only with --int8")
 
 
 def _tool_name(main: Callable) -> str:
@@ -293,3 +152,20 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_quantize_args(parser: argparse.ArgumentParser) -> None:
+    """--fp16 | --int8 and the calibration flags: :class:`yolov3_trt.cli.args.PrecisionArgs`."""
+    from .args import PrecisionArgs
+
+    PrecisionArgs().add_parser_args(parser)
+
+
+def check_quantize_args(args: argparse.Namespace) -> None:
+    """:meth:`yolov3_trt.cli.args.PrecisionArgs.parse`'s checks on a parsed namespace."""
+    from .args import PrecisionArgs
+
+    PrecisionArgs().parse(args)
+
+
+CALIB_IMAGES = 128  # = yolov3_trt.cli.args.CALIB_IMAGES (tests/quantize checks both against calibration's)

@@ -45,9 +45,9 @@ PathLike = str | os.PathLike
 def add_force_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, aliases: Sequence[str] = (),
                   help: str | None = None) -> None:
     """Add ``--force`` (``args.force``): replace earlier outputs; never an input."""
-    parser.add_argument(FORCE, *aliases, dest="force", action="store_true",
-                        help=help or "replace outputs of an earlier run (never one of this run's inputs); "
-                                     "without it an existing output is an error")
+    from .flags import add_flag
+
+    add_flag(parser, FORCE, aliases=tuple(aliases), help=help, dest="force")
 
 
 def absolute(path: PathLike) -> Path:

@@ -1,7 +1,7 @@
 """``python -m yolov3_trt.data``: summarise a dataset, or generate the synthetic one.
 
     python -m yolov3_trt.data summary PATH [--names F] [--json OUT]
-    python -m yolov3_trt.data synthetic OUT --images N [--size S|WxH|MIN:MAX] [--seed K] [--val-fraction F]
+    python -m yolov3_trt.data synthetic OUT --images N [--image-size S|WxH|MIN:MAX] [--seed K] [--val-fraction F]
 """
 from __future__ import annotations
 
@@ -12,43 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from yolov3_trt.cli.common import make_parser, positive_int, run
+from yolov3_trt.cli.common import HelpFormatter, make_parser, run
+from yolov3_trt.cli.flags import add_flag
+from yolov3_trt.cli.types import parse_image_size  # noqa: F401 (imported from here by tests)
 from yolov3_trt.cli.outputs import add_force_arg, check_output_file, check_output_folder, dataset_inputs
 from yolov3_trt.fileio import atomic_write_json
 
 logger = logging.getLogger("yolov3_trt.data")
-
-
-def parse_image_size(text: str) -> int | tuple[int, int] | range:
-    """``S``, ``WxH`` or ``MIN:MAX`` (each side drawn per image) -> a synthetic ``size`` argument."""
-    try:
-        if ":" in text:
-            lo, hi = (int(v) for v in text.split(":"))
-            size: int | tuple[int, int] | range = range(lo, hi + 1)
-            sides = [lo, hi]
-            if hi < lo:
-                raise argparse.ArgumentTypeError(f"{text!r}: MIN must not exceed MAX")
-        elif "x" in text.lower():
-            w, h = (int(v) for v in text.lower().split("x"))
-            size, sides = (w, h), [w, h]
-        else:
-            size = int(text)
-            sides = [size]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected S, WxH or MIN:MAX, got {text!r}") from None
-    if min(sides) < 32:
-        raise argparse.ArgumentTypeError(f"{text!r}: image sides must be >= 32 px")
-    return size
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1)")
-    return value
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -93,7 +63,7 @@ def _synthetic(args: argparse.Namespace) -> int:
     if (Path(args.output) / MARKER).is_file():  # the generator's documented policy: its own earlier set goes
         logger.info("replacing the synthetic dataset in %s (an earlier run's images and labels are removed)",
                     args.output)
-    dataset = generate(args.output, args.images, size=args.size, seed=args.seed, max_objects=args.max_objects,
+    dataset = generate(args.output, args.images, size=args.image_size, seed=args.seed, max_objects=args.max_objects,
                        val_fraction=args.val_fraction, image_format=args.format, overwrite=args.force,
                        progress=not args.quiet)
     boxes = sum(len(s.classes) for s in dataset.samples)
@@ -107,30 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
     verbose = dict(action="store_true", default=argparse.SUPPRESS, help="log debug messages")
 
     summary = commands.add_parser("summary", help="image, box and per-class counts, box sizes",
-                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  formatter_class=HelpFormatter)
     summary.add_argument("path", metavar="PATH", help="YOLO folder, image list .txt, or COCO .json")
-    summary.add_argument("--names", default=None, metavar="PATH",
-                         help="class names file (default: classes.names or *.names beside the data)")
-    summary.add_argument("--json", default=None, metavar="PATH", help="also write the summary as JSON ('-': stdout)")
+    add_flag(summary, "--names", default_text="classes.names or *.names beside the data")
+    add_flag(summary, "--json", metavar="PATH", help="also write the summary as JSON ('-': stdout)")
     add_force_arg(summary, help="replace an existing --json file (never the dataset's own files)")
     summary.add_argument("-v", "--verbose", **verbose)
     summary.set_defaults(func=_summary)
 
     synth = commands.add_parser("synthetic", help="generate the shapes dataset (YOLO + COCO files)",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     synth.add_argument("output", metavar="OUT", help="output folder (new or empty)")
-    synth.add_argument("--images", type=positive_int, required=True, metavar="N", help="number of images")
-    synth.add_argument("--size", type=parse_image_size, default=416, metavar="S|WxH|MIN:MAX",
-                       help="image size; MIN:MAX draws each side per image")
-    synth.add_argument("--seed", type=int, default=0, help="same seed, same files")
-    synth.add_argument("--max-objects", type=positive_int, default=10, metavar="N", help="objects per image at most")
-    synth.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="F",
-                       help="also write train/val lists and COCO files with this fraction in val")
-    synth.add_argument("--format", choices=("png", "jpg"), default="png", help="image file format")
+    add_flag(synth, "--images", required=True)
+    add_flag(synth, "--image-size", default=416)
+    add_flag(synth, "--seed", default=0)
+    add_flag(synth, "--max-objects", default=10)
+    add_flag(synth, "--val-fraction", default=0.0, default_text="0: no train/val lists; above 0 they are written, "
+             "with COCO files of each")
+    add_flag(synth, "--format", default="png")
     add_force_arg(synth, aliases=("--overwrite",),
                   help="write into a folder that holds other files (this generator's own earlier output is "
                        "always replaced, stale images included)")
-    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_flag(synth, "--quiet")
     synth.add_argument("-v", "--verbose", **verbose)
     synth.set_defaults(func=_synthetic)
     return parser

@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..cli.common import (UsageError, add_model_args, add_postprocess_args, add_runtime_args, make_parser,
-                          positive_int, run)
+from ..cli.args import ModelArgs, PostprocessArgs, RuntimeArgs
+from ..cli.common import UsageError, make_parser, run
+from ..cli.flags import add_flag
 from ..cli.outputs import (StagedFiles, add_force_arg, check_output_file, check_output_folder, dataset_inputs,
                            existing_inputs, model_inputs)
 from ..errors import YoloV3TrtError
@@ -36,35 +37,32 @@ TABLE = (("map", "mAP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_smal
          ("per_image_ap", "per-image AP@[.50:.95]"))
 
 
+GROUPS = (ModelArgs(), RuntimeArgs(), PostprocessArgs(DEFAULT_CONF, None, DEFAULT_MAX_DET))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.evaluate", "accuracy of a model on a labelled set: COCO mAP "
                          "(pycocotools) and the YOLOv3 paper's global and per-image AP")
     parser.add_argument("data", nargs="?", metavar="DATA",
                         help="labelled set: YOLO-format folder or list file, or COCO JSON (or --data)")
-    add_model_args(parser)
-    add_runtime_args(parser)
-    add_postprocess_args(parser, DEFAULT_CONF, None, DEFAULT_MAX_DET)
+    for group in GROUPS:
+        group.add_parser_args(parser)
     g = parser.add_argument_group("data and output")
-    g.add_argument("--data", dest="data_flag", default=None, metavar="PATH", help="the labelled set, as DATA")
-    g.add_argument("--data-names", default=None, metavar="PATH",
-                   help="class names file for the dataset (default: the names file beside it, or "
-                   "COCO's categories)")
-    g.add_argument("--batch", type=positive_int, default=8, metavar="N", help="images per inference call")
-    g.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate the first N images only")
-    g.add_argument("--output", default="runs/evaluate", metavar="DIR", help="folder for metrics.json and pr_curve.png")
-    g.add_argument("--json", default=None, metavar="PATH", help="metrics JSON (default: OUTPUT/metrics.json)")
+    add_flag(g, "--data", dest="data_flag", default_text="DATA")
+    add_flag(g, "--data-names", default_text="the names file beside it, or COCO's categories")
+    add_flag(g, "--infer-batch", default=8)
+    add_flag(g, "--limit", default_text="all")
+    add_flag(g, "--output", default="runs/evaluate", metavar="DIR", help="folder for metrics.json and pr_curve.png")
+    add_flag(g, "--json", metavar="PATH", help="metrics JSON", default_text="OUTPUT/metrics.json")
     add_force_arg(g, help="replace the metrics, plot or --compare files of an earlier run (never an input)")
-    g.add_argument("--plot-classes", type=int, default=5, metavar="N",
-                   help="classes drawn beside the class-agnostic curve (most labelled first)")
-    c = parser.add_argument_group("comparing precisions (FP32 / FP16 / INT8 files of one export)")
-    c.add_argument("--compare", nargs="+", default=None, metavar="ONNX",
-                   help="evaluate these ONNX files side by side on ONNX Runtime (the first is the reference); "
-                        "writes OUTPUT/compare.json, compare.md and compare.png")
-    c.add_argument("--calib", default=None, metavar="PATH",
-                   help="with --compare: per-layer output error of each file against the first, on images "
-                        "sampled from PATH as calibration samples them")
-    c.add_argument("--calib-images", type=positive_int, default=32, metavar="N", help="images for the layer error")
-    c.add_argument("--calib-seed", type=int, default=0, metavar="N", help="sampling seed for the layer error")
+    add_flag(g, "--plot-classes", default=5)
+    c = parser.add_argument_group("comparing precisions (FP32 / FP16 / INT8 files of one export); --calib: the "
+                                  "per-layer output error of each file against the first, on images sampled from "
+                                  "it as calibration samples them")
+    add_flag(c, "--compare", nargs="+")
+    add_flag(c, "--calib")
+    add_flag(c, "--calib-images", default=32)
+    add_flag(c, "--calib-seed", default=0)
     return parser
 
 
@@ -145,8 +143,9 @@ def _check_outputs(args: argparse.Namespace, data: str) -> tuple[Path, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..cli.models import build_detector
+    from ..cli.models import detector_for
 
+    model_options = GROUPS[0].parse(args)
     data = _data_path(args)
     if args.calib and not args.compare:
         raise UsageError("--calib is used only with --compare (per-layer error against the first model)")
@@ -154,11 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset, samples = _load(args, data)
     if args.compare:
         return _compare(args, data, dataset, samples, argv, paths)
-    detector = build_detector(args)
+    runtime = GROUPS[1].parse(args, model_options)  # after the output checks, as the model loads
+    detector, _ = detector_for(model_options, runtime, GROUPS[2].parse(args))
     with detector:
         model = _model_description(args, detector)
         _check_classes(data, dataset.names, detector.names, model["path"])
-        ground_truth, predictions, sizes, seconds = run_detector(detector, samples, args.batch)
+        ground_truth, predictions, sizes, seconds = run_detector(detector, samples, args.infer_batch)
     counts = np.bincount(np.concatenate([c for _, c in ground_truth]).astype(np.int64),
                          minlength=len(dataset.names))
     if not counts.sum():
@@ -211,7 +211,7 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths:
         raise UsageError(f"--calib measures per-layer error against the first --compare file, which must be the "
                          f"FP32 export; {args.compare[0]} is {model_label(args.compare[0])}")
     results = evaluate_models(args.compare, samples, len(dataset.names), conf=args.conf, iou=args.iou,
-                              max_det=args.max_det, batch=args.batch)
+                              max_det=args.max_det, batch=args.infer_batch)
     errors = None
     if args.calib:
         from ..calibration import load_calibration_images, sample_images

@@ -13,25 +13,29 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.common import UsageError, add_quantize_args, check_quantize_args, make_parser, parse_size, run
+from ..cli.args import PrecisionArgs
+from ..cli.common import UsageError, make_parser, run
+from ..cli.flags import add_flag, given_flags
+from ..vocab import Target
 from ..cli.outputs import add_force_arg, check_output_file, check_writable_folder, existing_inputs
 
 SUFFIX = {"fp16": "-fp16", "tensorrt": "-int8-trt", "cpu": "-int8-cpu"}
 
 
+PRECISION = PrecisionArgs(required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.quantize", __doc__.split("\n")[0].split(": ", 1)[1])
-    parser.add_argument("model", nargs="?", metavar="MODEL", help="FP32 ONNX from python -m yolov3_trt.export (or --model)")
-    parser.add_argument("--model", dest="model_flag", default=None, metavar="PATH", help="the FP32 ONNX, as MODEL")
-    add_quantize_args(parser)
+    parser.add_argument("model", nargs="?", metavar="MODEL",
+                        help="FP32 ONNX from python -m yolov3_trt.export (or --model)")
+    add_flag(parser, "--model", dest="model_flag", default_text="MODEL")
+    PRECISION.add_parser_args(parser)
     g = parser.add_argument_group("output")
-    g.add_argument("--target", choices=("tensorrt", "cpu"), default="tensorrt",
-                   help="INT8 placement: tensorrt (ModelOpt, for build --int8) or cpu (ONNX Runtime)")
-    g.add_argument("--size", type=parse_size, default=None, metavar="N|WxH",
-                   help="check that the model's input is this size (default: the model's own)")
-    g.add_argument("--output", default=None, metavar="PATH",
-                   help="ONNX to write (default: MODEL's stem + -fp16, -int8-trt or -int8-cpu, beside it); an "
-                        "existing file needs --force, the source model is never replaced")
+    add_flag(g, "--target", default=Target.TENSORRT.value)
+    add_flag(g, "--size", default_text="the model's own; given, it must match")
+    add_flag(g, "--output", metavar="PATH", help="ONNX to write; an existing file needs --force, the source model "
+             "is never replaced", default_text="MODEL's stem + -fp16, -int8-trt or -int8-cpu, beside it")
     add_force_arg(g, help="replace an existing --output ONNX (never MODEL)")
     return parser
 
@@ -43,10 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model or args.model_flag
     if not model:
         raise UsageError("no model: give the FP32 ONNX file (MODEL or --model)")
-    if not (args.fp16 or args.int8):
-        raise UsageError("choose a precision: --fp16 or --int8")
-    check_quantize_args(args)
-    if args.fp16 and args.target != "tensorrt":
+    PRECISION.parse(args)
+    if args.fp16 and "--target" in given_flags(args):
         raise UsageError("--target is used only with --int8 (one FP16 file serves every engine)")
     kind = "fp16" if args.fp16 else args.target
     output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")

@@ -13,9 +13,11 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..cli.common import UsageError, make_parser, parse_size, positive_int, run
+from ..cli.common import UsageError, make_parser, run
+from ..cli.flags import FLAGS, add_flag
+from ..cli.models import resolve_weights_flags
 from ..cli.outputs import (OutputError, absolute, add_force_arg, check_not_input, check_output_file,
                            check_output_folder, dataset_inputs, existing_inputs, same_file)
 
@@ -26,120 +28,48 @@ RESUME_MAY_CHANGE = ("epochs", "device", "workers", "eval_every")
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "curves.png")  # what a run writes into --output
 
 
-def _number(text: str, kind: type = float) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a{'n integer' if kind is int else ' number'}, "
-                                         f"got {text!r}") from None
-
-
-def _positive_float(text: str) -> float:
-    value = _number(text)
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """In [0, 1): a share held out (1 would leave nothing to train on)."""
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1)")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]")
-    return value
-
-
-def _square_size(text: str) -> int:
-    """``N`` or ``NxN``: training batches are square."""
-    width, height = parse_size(text)
-    if width != height:
-        raise argparse.ArgumentTypeError(f"{text!r}: training runs on square inputs; give one side N "
-                                         "(detect, evaluate and export take WxH)")
-    return width
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .trainer import TrainConfig
 
     d = TrainConfig()
     p = make_parser("python -m yolov3_trt.train", __doc__.split("\n")[0].split(": ", 1)[1])
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=None, metavar="PATH", help="training set: YOLO folder or list file, or COCO JSON")
-    g.add_argument("--val", default=None, metavar="PATH", help="validation set (default: --val-fraction of --data)")
-    g.add_argument("--val-fraction", type=_fraction, default=0.1, metavar="F",
-                   help="held out of --data when --val is not given")
-    g.add_argument("--names", default=None, metavar="PATH", help="class names file (default: found beside the data)")
-    g.add_argument("--synthetic", type=positive_int, default=None, metavar="N",
-                   help="generate N synthetic images (shapes on textured backgrounds) into OUTPUT/data and train on them")
+    add_flag(g, "--data")
+    add_flag(g, "--val", default_text="--val-fraction of --data")
+    add_flag(g, "--val-fraction", default=0.1, default_text="0.1, when --val is not given")
+    add_flag(g, "--names", default_text="found beside the data")
+    add_flag(g, "--synthetic")
     g = p.add_argument_group("model")
-    g.add_argument("--cfg", default=None, metavar="PATH|NAME", help="Darknet cfg or built-in name (default: yolov3)")
-    g.add_argument("--weights", default=None, metavar="PATH",
-                   help="start from Darknet .weights (full, backbone prefix, or another class count) or a .pt")
-    g.add_argument("--resume", default=None, metavar="PATH",
-                   help="continue a run from its last.pt, with its own settings (only --epochs, --device, "
-                        "--workers and --eval-every may change)")
-    g.add_argument("--size", type=_square_size, default=None, metavar="N",
-                   help=f"square training size, a multiple of 32 (default {d.size}); the checkpoints' cfg "
-                        "records it, so detect, evaluate and export run at it")
-    # Defaults are None here and TrainConfig's below, so that a resumed run can tell which were given.
+    add_flag(g, "--cfg", default_text="yolov3")
+    add_flag(g, "--weights", default_text="none: heads initialised afresh")
+    add_flag(g, "--init-checkpoint")
+    add_flag(g, "--resume")
+    add_flag(g, "--size", default_text=f"{d.size}; training runs on square inputs, and the checkpoints' cfg "
+             "records it, so detect, evaluate and export run at it")
+    # Defaults are None here and TrainConfig's below: a resumed run takes its own, and given_flags says which changed.
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=positive_int, default=None, metavar="N", help=f"epochs in all (default {d.epochs}; "
-                   "with --resume: the run's own, or more to extend it)")
-    ints = {"batch": (positive_int, "images per optimizer step, before accumulation"),
-            "accumulate": (positive_int, "optimizer step every N batches"),
-            "workers": (_non_negative_int, "data-loader processes; 0 loads in the main process"),
-            "seed": (lambda s: _number(s, int), "initial weights, data order and augmentation follow it"),
-            "eval_every": (positive_int, "validate every N epochs (and after the last)"),
-            "bn_images": (_non_negative_int, "before each validation and checkpoint, recompute the BatchNorm "
-                                             "statistics on this many training images; 0 keeps the running ones")}
-    for name, (kind, text) in ints.items():
-        g.add_argument("--" + name.replace("_", "-"), type=kind, default=None, metavar="N",
-                       help=f"{text} (default {getattr(d, name)})")
-    floats = {"lr": (_positive_float, "peak learning rate, as in a Darknet cfg (the loss is summed over a batch "
-                                      "and divided by its size)"),
-              "momentum": (_probability, "SGD momentum"),
-              "weight_decay": (_non_negative_float, "on conv weights only"),
-              "warmup_epochs": (_non_negative_float, "linear learning-rate warm-up"),
-              "grad_clip": (_non_negative_float, "scale the gradient down to this norm when it is larger, "
-                                                 "which keeps the L2 box term from diverging; 0 never clips"),
-              "ema_decay": (_probability, "weight EMA decay"),
-              "eval_conf": (_probability, "score threshold of the validation detections")}
-    for name, (kind, text) in floats.items():
-        g.add_argument("--" + name.replace("_", "-"), type=kind, default=None, metavar="X",
-                       help=f"{text} (default {getattr(d, name)})")
-    g.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help=f"(default {d.optimizer})")
-    g.add_argument("--schedule", choices=("cosine", "step"), default=None, help=f"(default {d.schedule})")
-    g.add_argument("--no-ema", dest="ema", action="store_false", default=None, help="no weight EMA")
-    g.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on CUDA")
-    g.add_argument("--no-augment", dest="augment", action="store_false", default=None)
-    g.add_argument("--multiscale", action="store_true", default=None,
-                   help="random input size 320..608 every 10 batches")
-    g.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 (default auto)")
-    p.add_argument("--output", default="runs/train", metavar="PATH", help="folder for checkpoints, metrics and curves")
+    for flag in TRAIN_FLAGS:
+        add_flag(g, flag, default_text=str(getattr(d, FLAGS[flag].dest or flag[2:].replace("-", "_"))))
+    for flag in ("--no-ema", "--no-amp", "--no-augment", "--multiscale"):
+        add_flag(g, flag, default=None)  # None: not given (a resumed run keeps its own)
+    add_flag(g, "--device", default_text=d.device)
+    add_flag(p, "--output", default="runs/train", metavar="PATH", help="folder for checkpoints, metrics and curves")
     add_force_arg(p, help="replace an earlier run's " + ", ".join(RUN_FILES) + " in --output (never an input; "
                           "--resume continues its own run's files without it)")
     return p
+
+
+TRAIN_FLAGS = ("--epochs", "--batch-size", "--accumulate", "--workers", "--seed", "--eval-every", "--bn-images",
+               "--lr", "--momentum", "--weight-decay", "--warmup-epochs", "--grad-clip", "--ema-decay", "--eval-conf",
+               "--optimizer", "--schedule")
+
+
+def _flag(field: str) -> str:
+    """The flag of a TrainConfig field (``batch`` -> ``--batch-size``)."""
+    for flag, spec in FLAGS.items():
+        if (spec.dest or flag[2:].replace("-", "_")) == field:
+            return flag
+    return "--" + field.replace("_", "-")
 
 
 def check_outputs(args: argparse.Namespace, output: Path) -> None:
@@ -152,7 +82,7 @@ def check_outputs(args: argparse.Namespace, output: Path) -> None:
         found, within = dataset_inputs(data, args.names)
         files += found
         folders += within
-    files += existing_inputs(args.weights, args.cfg)
+    files += existing_inputs(args.weights, args.init_checkpoint, args.cfg)
     check_output_folder(output, inputs=files)
     for folder in folders:
         if same_file(folder, output) or absolute(folder) in absolute(output).parents:
@@ -196,6 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     if args.device is not None:
         check_device(args.device)
+    if args.size is not None and args.size[0] != args.size[1]:
+        raise UsageError(f"--size {args.size[0]}x{args.size[1]}: training runs on square inputs; give one side N "
+                         "(detect, evaluate and export take WxH)")
+    if args.size is not None:
+        given["size"] = args.size[0]
+    if args.weights and Path(args.weights).suffix in (".pt", ".pth"):
+        raise UsageError(f"--weights {args.weights}: --weights takes Darknet .weights (or an official name); "
+                         "start from a yolov3_trt checkpoint with --init-checkpoint")
+    if args.weights and args.init_checkpoint:
+        raise UsageError("--weights and --init-checkpoint both give the starting weights: choose one")
 
     from ..data.dataset import load_dataset
     from ..model.yolov3 import YoloV3
@@ -204,11 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     state = None
     if args.resume:  # the run's own settings; only RESUME_MAY_CHANGE may change
-        fixed = sorted("--" + k.replace("_", "-") for k in given if k not in RESUME_MAY_CHANGE)
-        fixed += [flag for flag, value in (("--cfg", args.cfg), ("--weights", args.weights)) if value]
+        fixed = sorted(_flag(k) for k in given if k not in RESUME_MAY_CHANGE)
+        fixed += [flag for flag, value in (("--cfg", args.cfg), ("--weights", args.weights),
+                                           ("--init-checkpoint", args.init_checkpoint)) if value]
         if fixed:
             raise UsageError(f"--resume continues a run with its own settings: drop {', '.join(fixed)} (only "
-                             + ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE) + " may change)")
+                             + ", ".join(_flag(k) for k in RESUME_MAY_CHANGE) + " may change)")
         model, names, state = resume_state(args.resume)
         config = TrainConfig(**{**state["config"], **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}})
         done = int(state["epoch"])
@@ -223,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_outputs(args, output)  # after reading --resume (whose own files it may continue), before any work
     rank, _, world = distributed()
     if config.batch % world:
-        raise UsageError(f"--batch {config.batch} must divide among the {world} processes")
+        raise UsageError(f"--batch-size {config.batch} must divide among the {world} processes")
     if args.synthetic:
         from ..data.synthetic import generate
         train = generate(output / "data", args.synthetic, size=config.size, seed=config.seed)
@@ -241,9 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state is None:
         import torch
         torch.manual_seed(config.seed)  # initial weights follow the seed too
-        model = YoloV3.from_cfg(args.cfg or "yolov3", num_classes=len(train.names))
-        if args.weights:
-            logger.info("%s", load_pretrained(model, args.weights))
+        cfg, weights = resolve_weights_flags(args.cfg, args.weights) if args.weights else (args.cfg, None)
+        model = YoloV3.from_cfg(cfg or "yolov3", num_classes=len(train.names))
+        if weights or args.init_checkpoint:
+            logger.info("%s", load_pretrained(model, weights or args.init_checkpoint))
         else:
             init_heads(model)
         names = list(train.names)

@@ -379,7 +379,7 @@ def resume_state(path: str | os.PathLike) -> tuple[YoloV3, list[str], dict[str, 
     missing = [k for k in TRAINING_STATE if k not in extra]
     if missing:
         raise CheckpointError(path, "holds no training state (not a run's last.pt: a best.pt or a model "
-                                    "checkpoint?); --resume needs last.pt; to start from these weights use --weights")
+                                    "checkpoint?); --resume needs last.pt; to start from these weights use --init-checkpoint")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(extra["config"]) - known)
     if unknown:

@@ -13,19 +13,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.common import make_parser, positive_int, run
+from ..cli.args import RuntimeArgs
+from ..cli.common import make_parser, run
+from ..cli.flags import add_flag
 from ..cli.outputs import add_force_arg, check_output_file, existing_inputs
 from .repository import TritonOptions, write_repository
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 4,8, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be >= 1")
-    return values
 
 
 MODEL_FILES = {".engine": "model.plan", ".plan": "model.plan", ".onnx": "model.onnx"}
@@ -48,25 +40,20 @@ def _check_outputs(args: argparse.Namespace, options: TritonOptions) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("python -m yolov3_trt.triton", __doc__.split("\n")[0].split(": ", 1)[1])
-    parser.add_argument("--model", required=True, metavar="PATH",
-                        help="TensorRT engine (.engine/.plan with its sidecar) or ONNX file")
-    parser.add_argument("--output", default="model_repository", metavar="DIR", help="model repository folder")
-    parser.add_argument("--name", default=None, help="model name in Triton (default: the model file's stem)")
-    parser.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
-                        help="max_batch_size (default: the engine's profile maximum, 8 for ONNX)")
-    parser.add_argument("--preferred-batch", type=_batches, default=(), metavar="N,N",
-                        help="dynamic batching's preferred sizes (default: max/2 and max)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=100, metavar="US",
-                        help="how long dynamic batching waits to fill a batch")
-    parser.add_argument("--instances", type=positive_int, default=1, metavar="N",
-                        help="model instances (each its own execution context and stream)")
-    parser.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance kind (cpu: ONNX only)")
-    parser.add_argument("--version", type=positive_int, default=1, help="model version folder")
+    RuntimeArgs(backend=False, required=True).add_parser_args(parser)
+    add_flag(parser, "--output", default="model_repository", metavar="DIR", help="model repository folder")
+    add_flag(parser, "--name", default_text="the model file's stem")
+    add_flag(parser, "--max-batch", default_text="the engine's profile maximum, 8 for ONNX")
+    add_flag(parser, "--preferred-batch", default_text="max/2 and max")
+    add_flag(parser, "--max-queue-delay-us", default=100)
+    add_flag(parser, "--instances", default=1)
+    add_flag(parser, "--kind", default="gpu")
+    add_flag(parser, "--version", default=1)
     add_force_arg(parser, help="replace the files of an earlier repository for this model name and version "
                                "(config.pbtxt, labels.txt, the model file); never --model")
     args = parser.parse_args(argv)
     options = TritonOptions(name=args.name or Path(args.model).stem, max_batch=args.max_batch,
-                            instances=args.instances, kind=args.kind, preferred_batch=args.preferred_batch,
+                            instances=args.instances, kind=args.kind, preferred_batch=tuple(args.preferred_batch or ()),
                             max_queue_delay_us=args.max_queue_delay_us, version=args.version)
     _check_outputs(args, options)
     config = write_repository(args.model, args.output, options)
