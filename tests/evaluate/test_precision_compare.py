@@ -109,3 +109,38 @@ def test_compare_calib_needs_the_fp32_file_first(setup, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "must be the FP32 export" in err and "is INT8 cpu entropy" in err
     assert not (tmp_path / "out" / "compare.json").exists()
+
+
+def test_compare_runs_each_file_on_its_runtime(setup, tmp_path):
+    pytest.importorskip("openvino")
+    root, fp32, int8 = setup
+    out = tmp_path / "report"
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), f"{fp32}@openvino", f"{int8}@openvino",
+                               str(int8), "--calib", str(root / "data"), "--calib-images", "3",
+                               "--output", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [(m["label"], m["runtime"]) for m in report["models"]] == [
+        ("FP32", "onnxruntime"), ("FP32 on openvino", "openvino"), ("INT8 cpu entropy on openvino", "openvino"),
+        ("INT8 cpu entropy", "onnxruntime")]
+    assert report["models"][1]["backend"].startswith("openvino") and "f32" in report["models"][1]["backend"]
+    # FP32 on OpenVINO (f32 inference) computes what ONNX Runtime computes: the same AP to float rounding
+    assert report["models"][1]["metrics"]["ap50"] == pytest.approx(report["models"][0]["metrics"]["ap50"], abs=1e-6)
+    assert list(report["layer_errors"]) == ["INT8 cpu entropy"]  # ONNX Runtime's, once per file
+
+
+def test_compare_items_name_their_runtime_or_are_files(setup, tmp_path, capsys):
+    from yolov3_trt.evaluate.compare import parse_item
+
+    root, fp32, _ = setup
+    assert parse_item(f"{fp32}@openvino-bf16") == (str(fp32), "openvino-bf16")
+    assert parse_item(str(fp32)) == (str(fp32), "onnxruntime")
+    odd = tmp_path / "model@v2.onnx"
+    odd.write_bytes(fp32.read_bytes())
+    assert parse_item(str(odd)) == (str(odd), "onnxruntime")  # an existing file keeps its @
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), f"{fp32}@tensorrt",
+                               "--output", str(tmp_path / "o")]) == 2
+    assert "unknown runtime 'tensorrt' after @ (choose from onnxruntime, openvino, openvino-bf16)" in capsys.readouterr().err
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), "--backend", "openvino",
+                               "--output", str(tmp_path / "o")]) == 2
+    assert "takes a runtime per file" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -147,8 +147,9 @@ FLAGS: dict[str, Flag] = {
     # evaluate
     "--plot-classes": Flag("classes drawn beside the class-agnostic curve (most labelled first)", non_negative_int,
                            "N"),
-    "--compare": Flag("evaluate these ONNX files side by side on ONNX Runtime (the first is the reference); writes "
-                      "OUTPUT/compare.json, compare.md and compare.png", metavar="ONNX"),
+    "--compare": Flag("evaluate these ONNX files side by side (the first is the reference), each FILE on ONNX "
+                      "Runtime or FILE@openvino / FILE@openvino-bf16 on OpenVINO (f32 / BF16 inference); writes "
+                      "OUTPUT/compare.json, compare.md and compare.png", metavar="ONNX[@RUNTIME]"),
     # triton
     "--name": Flag("model name in Triton", metavar="NAME"),
     "--max-batch": Flag("max_batch_size of the Triton model", positive_int, "N"),

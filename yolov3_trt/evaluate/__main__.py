@@ -127,7 +127,10 @@ def _check_outputs(args: argparse.Namespace, data: str) -> tuple[Path, ...]:
     or an earlier output without --force."""
     output = Path(args.output)
     files, folders = dataset_inputs(data, args.data_names)
-    inputs = files + model_inputs(args) + existing_inputs(args.calib, *(args.compare or ()))
+    from .compare import parse_item
+
+    compared = [parse_item(text)[0] for text in args.compare or ()]
+    inputs = files + model_inputs(args) + existing_inputs(args.calib, *compared)
     if args.compare:
         if args.json:
             raise UsageError("--json is the metrics file of a single model; --compare writes OUTPUT/compare.json")
@@ -196,21 +199,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths: tuple[Path, ...]) -> int:
     """--compare: the ONNX files side by side, and per-layer error with --calib."""
     from ..fileio import atomic_write_text
-    from .compare import dumps, evaluate_models, format_layer_table, model_label, plot_comparison, table
+    from .compare import (dumps, evaluate_models, format_layer_table, model_label, parse_item, plot_comparison,
+                          table)
 
     clash = [flag for flag, value in (("--model", args.model), ("--cfg", args.cfg), ("--weights", args.weights),
                                       ("--checkpoint", args.checkpoint)) if value]
     if clash:
         raise UsageError(f"--compare takes the models itself: drop {', '.join(clash)}")
-    if args.backend not in ("auto", "onnxruntime"):
-        raise UsageError("--compare runs every file on ONNX Runtime; drop --backend")
-    for path in args.compare:
+    if args.backend not in ("auto", "onnxruntime"):  # ONNX Runtime: the plain FILE's runtime
+        raise UsageError("--compare takes a runtime per file (FILE@openvino, FILE@openvino-bf16; plain FILE: "
+                         "ONNX Runtime); drop --backend")
+    items = [parse_item(text) for text in args.compare]
+    for path, _ in items:
         if not Path(path).is_file():
             raise YoloV3TrtError(f"{path}: no such model file")
-    if args.calib and model_label(args.compare[0]) != "FP32":  # load_source below would say "quantize the FP32 export"
+    first = items[0][0]
+    if args.calib and model_label(first) != "FP32":  # load_source below would say "quantize the FP32 export"
         raise UsageError(f"--calib measures per-layer error against the first --compare file, which must be the "
-                         f"FP32 export; {args.compare[0]} is {model_label(args.compare[0])}")
-    results = evaluate_models(args.compare, samples, len(dataset.names), conf=args.conf, iou=args.iou,
+                         f"FP32 export; {first} is {model_label(first)}")
+    results = evaluate_models(items, samples, len(dataset.names), conf=args.conf, iou=args.iou,
                               max_det=args.max_det, batch=args.infer_batch)
     errors = None
     if args.calib:
@@ -218,11 +225,12 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths:
         from ..quantize.model_io import load_source
         from .layer_error import layer_errors
 
-        reference = load_source(args.compare[0])
+        reference = load_source(first)
         images = load_calibration_images(sample_images(args.calib, args.calib_images, args.calib_seed),
                                          reference.size, reference.metadata.resize)
-        others = {r["label"]: r["path"] for r in results[1:]}
-        errors = layer_errors(args.compare[0], others, images)
+        # ONNX Runtime computes every layer error: one entry per file, not per runtime
+        others = {r["label"]: r["path"] for r in results[1:] if r["path"] != first and r["runtime"] == "onnxruntime"}
+        errors = layer_errors(first, others, images)
     command = "python -m yolov3_trt.evaluate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     report = {"models": results, "reference": results[0]["label"], "layer_errors": errors,
               "dataset": {"path": str(data), "images": len(samples), "names": list(dataset.names)},

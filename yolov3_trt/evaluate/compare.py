@@ -1,10 +1,12 @@
-"""Several ONNX files of one model side by side on ONNX Runtime: accuracy, and per-layer error.
+"""Several ONNX files of one model side by side, each on its CPU runtime: accuracy, and per-layer error.
 
-``python -m yolov3_trt.evaluate DATA --compare fp32.onnx fp16.onnx int8-cpu.onnx int8-trt.onnx
-[--calib PATH]`` runs each file with the same Detector settings over DATA (COCO mAP, AP50, the
-paper's global AP), and with ``--calib`` the per-layer output error of every converted file
-against the FP32 one on the calibration images (:mod:`.layer_error`). The TensorRT INT8 file runs
-here too, on the CPU (slowly), so its accuracy is known before a GPU sees it. Writes
+``python -m yolov3_trt.evaluate DATA --compare fp32.onnx fp32.onnx@openvino-bf16 int8-cpu.onnx
+int8-trt.onnx int8-trt.onnx@openvino [--calib PATH]`` runs each file with the same Detector
+settings over DATA (COCO mAP, AP50, the paper's global AP). An item is ``PATH`` (ONNX Runtime) or
+``PATH@RUNTIME`` with a runtime of :data:`RUNTIMES` (OpenVINO in FP32 or BF16 inference), so the
+same file can be measured on each runtime that may serve it. With ``--calib``, the per-layer
+output error of every converted file against the FP32 one on the calibration images
+(:mod:`.layer_error`, computed with ONNX Runtime, so given once per file). Writes
 ``compare.json``, ``compare.md`` (the table) and ``compare.png`` (AP bars and layer errors).
 """
 from __future__ import annotations
@@ -17,12 +19,40 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import FileError, YoloV3TrtError
+from ..errors import FileError, UsageError, YoloV3TrtError
 from .metrics import Evaluation, coco_metrics
 from .runner import run_detector
 
 logger = logging.getLogger(__name__)
 COLUMNS = (("map", "mAP@[.5:.95]"), ("ap50", "AP50"), ("global_ap50", "global AP50"), ("global_ap", "global AP"))
+DEFAULT_RUNTIME = "onnxruntime"
+# --compare's runtimes: name -> (Detector backend, its backend_options). All run on the CPU.
+RUNTIMES: dict[str, tuple[str, dict[str, str]]] = {
+    "onnxruntime": ("onnxruntime", {}),
+    "openvino": ("openvino", {"precision": "f32"}),
+    "openvino-bf16": ("openvino", {"precision": "bf16"}),
+}
+
+
+def parse_item(text: str) -> tuple[str, str]:
+    """``"int8.onnx@openvino"`` -> ("int8.onnx", "openvino"); a plain path runs on ONNX Runtime.
+
+    An existing file whose name has an ``@`` is that file; otherwise the text after the last ``@``
+    must be one of :data:`RUNTIMES` (UsageError naming the item).
+    """
+    path, at, runtime = text.rpartition("@")
+    if not at or Path(text).is_file():
+        return text, DEFAULT_RUNTIME
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--compare {text}: unknown runtime {runtime!r} after @ (choose from "
+                         f"{', '.join(RUNTIMES)})")
+    return path, runtime
+
+
+def item_label(path: str | os.PathLike, runtime: str) -> str:
+    """The file's :func:`model_label`, with `` on <runtime>`` unless it runs on ONNX Runtime."""
+    label = model_label(path)
+    return label if runtime == DEFAULT_RUNTIME else f"{label} on {runtime}"
 
 
 def model_label(path: str | os.PathLike) -> str:
@@ -44,28 +74,33 @@ def model_label(path: str | os.PathLike) -> str:
     return " ".join(p for p in (precision, props.get("yolov3_trt.quantize_target", ""), method) if p)
 
 
-def evaluate_models(paths: Sequence[str | os.PathLike], samples: Sequence, num_classes: int, *, conf: float,
-                    iou: float | None, max_det: int, batch: int = 8, threads: int | None = None) -> list[dict[str, Any]]:
-    """COCO and global AP of each ONNX file on ``samples``, run by a Detector on ONNX Runtime (CPU)."""
+def evaluate_models(items: Sequence[str | os.PathLike | tuple[str, str]], samples: Sequence, num_classes: int, *,
+                    conf: float, iou: float | None, max_det: int, batch: int = 8,
+                    threads: int | None = None) -> list[dict[str, Any]]:
+    """COCO and global AP of each file on ``samples``, run by a Detector on the CPU. An item is a
+    path (ONNX Runtime) or ``(path, runtime)`` with a runtime of :data:`RUNTIMES`."""
     from ..runtime.detector import Detector
 
+    pairs = [item if isinstance(item, tuple) else (os.fspath(item), DEFAULT_RUNTIME) for item in items]
     results = []
     labels: dict[str, int] = {}
-    plain = [model_label(path) for path in paths]  # every file read before the first (long) evaluation
-    for path, label in zip(paths, plain):
+    plain = [item_label(path, runtime) for path, runtime in pairs]  # every file read before the first evaluation
+    for (path, runtime), label in zip(pairs, plain):
         labels[label] = labels.get(label, 0) + 1
         if labels[label] > 1:
             label = f"{label} ({Path(path).name})"
-        with Detector(path, "onnxruntime", conf=conf, iou=iou, max_det=max_det, device="cpu",
-                      threads=threads) as detector:
+        backend, options = RUNTIMES[runtime]
+        with Detector(path, backend, conf=conf, iou=iou, max_det=max_det, device="cpu", threads=threads,
+                      backend_options=options or None) as detector:
             if len(detector.names) != num_classes:
                 raise YoloV3TrtError(f"{path}: the model has {len(detector.names)} classes, the dataset {num_classes}")
             ground_truth, predictions, sizes, seconds = run_detector(detector, samples, batch)
+            described = detector.backend
         coco = coco_metrics(ground_truth, predictions, sizes, num_classes)
         coco.pop("per_class")
         metrics = {**coco, **Evaluation(ground_truth, predictions).global_ap()}
-        results.append({"label": label, "path": str(path), "metrics": metrics,
-                        "images_per_second": len(sizes) / seconds if seconds else None})
+        results.append({"label": label, "path": str(path), "runtime": runtime, "backend": described,
+                        "metrics": metrics, "images_per_second": len(sizes) / seconds if seconds else None})
     return results
 
 
