@@ -137,3 +137,34 @@ def test_validate_config_rejects_what_triton_would():
         validate_config('name: "x" max_batch_sise: 4\n', "bad.pbtxt")
     with pytest.raises(FileError, match="max_batch_size must be >= 1"):
         validate_config('name: "x" platform: "onnxruntime_onnx"\n', "zero.pbtxt")
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_openvino_model_for_cpu_instances(onnx_models, tmp_path, precision):
+    source = onnx_models / "raw.onnx"
+    assert run(main, ["--model", str(source), "--output", str(tmp_path / "repo"), "--name", "yolo", "--kind", "cpu",
+                      "--backend", "openvino", "--openvino-precision", precision, "--threads", "2"]) == 0
+    config_path = tmp_path / "repo" / "yolo" / "config.pbtxt"
+    config = validate_config(config_path.read_text(), config_path)
+    assert config.backend == "openvino" and config.platform == "" and config.default_model_filename == "model.onnx"
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    expected = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "2"}
+    if precision == "bf16":
+        expected["HINT_BF16"] = "YES"
+    assert {k: v for k, v in params.items() if not k.startswith("yolov3_trt.")} == expected
+    assert params["yolov3_trt.flavour"] == "raw"  # the metadata rides along: OpenVINO reads only its own keys
+    assert (tmp_path / "repo" / "yolo" / "1" / "model.onnx").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--backend", "openvino"], "runs on CPU instances: add --kind cpu"),
+    (["--kind", "cpu", "--openvino-precision", "bf16"], "is the openvino backend's: add --backend openvino"),
+    (["--kind", "cpu", "--backend", "torch"], "Triton serves an engine on tensorrt and an ONNX on onnxruntime or"),
+    (["--backend", "tensorrt"], "serves engines: build one"),
+])
+def test_openvino_and_backend_refusals(onnx_models, tmp_path, capsys, args, words):
+    assert run(main, ["--model", str(onnx_models / "raw.onnx"), "--output", str(tmp_path / "repo"), *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "repo").exists()

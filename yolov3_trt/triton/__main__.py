@@ -4,7 +4,9 @@
     tritonserver --model-repository model_repository
 
 An engine is served by Triton's TensorRT backend (it must be built with the TensorRT version of
-the Triton release that serves it, on the same GPU model); an ONNX by its ONNX Runtime backend.
+the Triton release that serves it, on the same GPU model); an ONNX by its ONNX Runtime backend,
+or with ``--backend openvino --kind cpu`` by its OpenVINO backend on CPU instances (the INT8
+file made for TensorRT included; ``--openvino-precision bf16`` where the CPU has BF16).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def _check_outputs(args: argparse.Namespace, options: TritonOptions) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("python -m yolov3_trt.triton", __doc__.split("\n")[0].split(": ", 1)[1])
-    RuntimeArgs(backend=False, required=True).add_parser_args(parser)
+    RuntimeArgs(required=True).add_parser_args(parser)
     add_flag(parser, "--output", default="model_repository", metavar="DIR", help="model repository folder")
     add_flag(parser, "--name", default_text="the model file's stem")
     add_flag(parser, "--max-batch", default_text="the engine's profile maximum, 8 for ONNX")
@@ -49,12 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_flag(parser, "--instances", default=1)
     add_flag(parser, "--kind", default="gpu")
     add_flag(parser, "--version", default=1)
+    g = parser.add_argument_group("openvino backend (--backend openvino --kind cpu)")
+    add_flag(g, "--openvino-precision", default="f32")
+    add_flag(g, "--threads", default_text="OpenVINO's: one per core")
     add_force_arg(parser, help="replace the files of an earlier repository for this model name and version "
                                "(config.pbtxt, labels.txt, the model file); never --model")
     args = parser.parse_args(argv)
     options = TritonOptions(name=args.name or Path(args.model).stem, max_batch=args.max_batch,
                             instances=args.instances, kind=args.kind, preferred_batch=tuple(args.preferred_batch or ()),
-                            max_queue_delay_us=args.max_queue_delay_us, version=args.version)
+                            max_queue_delay_us=args.max_queue_delay_us, version=args.version,
+                            backend=args.backend, openvino_precision=args.openvino_precision, threads=args.threads)
     _check_outputs(args, options)
     config = write_repository(args.model, args.output, options)
     print(f"wrote {config.parent}: {config.name}, labels.txt, {options.version}/ "

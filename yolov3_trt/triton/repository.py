@@ -4,6 +4,14 @@
     <output>/<name>/labels.txt        class names (Triton's label_filename)
     <output>/<name>/<version>/model.plan | model.onnx
 
+Backends: an engine runs on Triton's TensorRT backend (``platform: "tensorrt_plan"``); an ONNX
+on its ONNX Runtime backend (``platform: "onnxruntime_onnx"``) or, with ``backend="openvino"``,
+on its OpenVINO backend (``backend: "openvino"``, ``default_model_filename: "model.onnx"``, CPU
+instances only; ``openvino_precision="bf16"`` adds ``HINT_BF16``, ``threads`` sets
+``INFERENCE_NUM_THREADS``; ``PERFORMANCE_HINT: LATENCY`` and one stream per instance, as the
+Detector's openvino backend compiles). OpenVINO's backend reads only its own parameter keys, so
+the ``yolov3_trt.*`` parameters ride along unchanged.
+
 Tensors come from the model's metadata (not by opening the model): input ``images``
 ``[3, H, W]`` FP32; a raw graph's heads ``head<i>`` ``[A*(5+C), H/stride, W/stride]``; an
 end2end or plugin graph's ``num_dets [1]`` INT32, ``boxes [K, 4]``, ``scores [K]`` FP32,
@@ -26,8 +34,10 @@ from pathlib import Path
 from ..errors import FileError, YoloV3TrtError
 from ..fileio import atomic_path, atomic_write_text
 from ..metadata import ModelMetadata
+from ..vocab import Backend, InferencePrecision
 
 INPUT_NAME = "images"
+SERVED_BY = (Backend.AUTO, Backend.ONNXRUNTIME, Backend.OPENVINO, Backend.TENSORRT)  # Triton backends we write
 END2END_OUTPUTS = ("num_dets", "boxes", "scores", "classes")
 logger = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -41,6 +51,9 @@ class TritonOptions:
     max_batch: int | None = None
     instances: int = 1
     kind: str = "gpu"                               # gpu | cpu (cpu only for ONNX)
+    backend: str = "auto"                           # auto | onnxruntime | openvino | tensorrt
+    openvino_precision: str = "f32"                 # f32 | bf16 (the openvino backend's inference precision)
+    threads: int | None = None                      # the openvino backend's INFERENCE_NUM_THREADS
     preferred_batch: tuple[int, ...] = ()
     max_queue_delay_us: int = 100
     version: int = 1
@@ -65,12 +78,27 @@ def _tensor(name: str, dtype: str, dims: list[int], label: bool = False) -> str:
     return f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ]{extra} }}'
 
 
+def openvino_parameters(options: TritonOptions) -> dict[str, str]:
+    """The OpenVINO backend's own ``parameters`` for these options (its keys, upper case)."""
+    params = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if options.openvino_precision == "bf16":
+        params["HINT_BF16"] = "YES"
+    if options.threads:
+        params["INFERENCE_NUM_THREADS"] = str(int(options.threads))
+    return params
+
+
 def render_config(meta: ModelMetadata, platform: str, options: TritonOptions, max_batch: int,
                   parameters: dict[str, str]) -> str:
-    """``config.pbtxt`` text for the model (Triton's protobuf text format)."""
+    """``config.pbtxt`` text for the model (Triton's protobuf text format). ``platform`` is
+    ``tensorrt_plan``, ``onnxruntime_onnx`` or ``openvino`` (a backend, with its parameters)."""
     inputs, outputs = tensor_specs(meta)
     label_output = "classes" if meta.flavour != "raw" else None
-    lines = [f'name: "{options.name}"', f'platform: "{platform}"', f"max_batch_size: {max_batch}",
+    runs_on = ([f'backend: "{platform}"', 'default_model_filename: "model.onnx"'] if platform == "openvino"
+               else [f'platform: "{platform}"'])
+    if platform == "openvino":
+        parameters = {**parameters, **openvino_parameters(options)}
+    lines = [f'name: "{options.name}"', *runs_on, f"max_batch_size: {max_batch}",
              "input [", ",\n".join(_tensor(*t) for t in inputs), "]",
              "output [", ",\n".join(_tensor(*t, label=t[0] == label_output) for t in outputs), "]"]
     preferred = list(options.preferred_batch) or ([max_batch // 2, max_batch] if max_batch > 1 else [1])
@@ -148,6 +176,20 @@ def _onnx_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int | N
     return metadata, props, "onnxruntime_onnx", None
 
 
+def _onnx_platform(path: Path, options: TritonOptions, platform: str) -> str:
+    """``onnxruntime_onnx``, or ``openvino`` for ``backend="openvino"`` (CPU instances only)."""
+    if options.backend == "tensorrt":
+        raise YoloV3TrtError(f"{path}: Triton's tensorrt backend serves engines: build one (python -m "
+                             f"yolov3_trt.build --model {path}) and serve that")
+    if options.backend != "openvino":
+        if options.openvino_precision != "f32":
+            raise YoloV3TrtError("the BF16 precision is the openvino backend's: add --backend openvino")
+        return platform
+    if options.kind != "cpu":
+        raise YoloV3TrtError(f"{path}: Triton's openvino backend runs on CPU instances: add --kind cpu")
+    return "openvino"
+
+
 def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, options: TritonOptions) -> Path:
     """Write the model folder under ``output``; returns the ``config.pbtxt`` path.
 
@@ -162,7 +204,16 @@ def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, o
     if not _NAME.match(options.name):
         raise YoloV3TrtError(f"model name {options.name!r}: use letters, digits, '_', '-', '.'")
     suffix = model_path.suffix.lower()
+    if options.backend not in SERVED_BY:
+        raise YoloV3TrtError(f"--backend {options.backend}: Triton serves an engine on tensorrt and an ONNX on "
+                             "onnxruntime or openvino")
+    if options.openvino_precision not in InferencePrecision.values():
+        raise YoloV3TrtError(f"openvino precision {options.openvino_precision!r}: expected one of "
+                             f"{InferencePrecision.describe()}")
     if suffix in (".engine", ".plan"):
+        if options.backend not in ("auto", "tensorrt"):
+            raise YoloV3TrtError(f"{model_path}: a TensorRT engine runs on Triton's tensorrt backend, not "
+                                 f"{options.backend}")
         meta, props, platform, engine_max = _engine_model(model_path)
         if options.kind != "gpu":
             raise YoloV3TrtError(f"{model_path}: a TensorRT engine runs only on a GPU instance (--kind gpu)")
@@ -173,6 +224,7 @@ def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, o
         file_name = "model.plan"
     elif suffix == ".onnx":
         meta, props, platform, _ = _onnx_model(model_path)
+        platform = _onnx_platform(model_path, options, platform)
         max_batch, file_name = options.max_batch or 8, "model.onnx"
     else:
         raise FileError(model_path, f"unknown model type {suffix or '(no suffix)'!r} (expected .engine, .plan, .onnx)")
