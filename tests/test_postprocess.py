@@ -6,25 +6,32 @@ import math
 import numpy as np
 import pytest
 
-from yolov3_trt.darknet.layers import YoloHead
-from yolov3_trt.postprocess import (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, batched_nms, decode, nms,
-                                    postprocess, sigmoid)
+from dataclasses import replace
+
+from yolov3_trt.postprocess import (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_NMS, DEFAULT_PRE_NMS_TOP_K,
+                                    batched_nms, check_outputs, decode, nms, postprocess, sigmoid)
+from yolov3_trt.specs import DecodeSpec, NmsSpec
 
 NET = (128, 96)  # (net_w, net_h)
-HEADS = (YoloHead(layer=10, anchors=((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)), classes=4),
-         YoloHead(layer=20, anchors=((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)), classes=4))
+ANCHORS = (((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)), ((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)))
 GRIDS = ((3, 4), (6, 8))  # (H, W) per head: strides 32 and 16 at 128x96
+DECODE = DecodeSpec.from_grids(ANCHORS, [(w, h) for h, w in GRIDS], 4, NET)
 
 
-def reference_decode(outputs, heads, input_size):
+def thresholds(**changes) -> NmsSpec:
+    """The default NMS with ``changes`` (conf, iou, max_det, pre_nms_top_k)."""
+    return replace(DEFAULT_NMS, **changes)
+
+
+def reference_decode(outputs, spec):
     """Per-element loops over the paper's equations, in Darknet's candidate order."""
-    net_w, net_h = input_size
+    net_w, net_h = spec.input_size
     sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
     batch = outputs[0].shape[0]
     boxes, obj, cls = [[] for _ in range(batch)], [[] for _ in range(batch)], [[] for _ in range(batch)]
-    for out, head in zip(outputs, heads):
+    for out, head in zip(outputs, spec.heads):
         _, _, h, w = out.shape
-        c_ = head.classes
+        c_ = spec.num_classes
         for b in range(batch):
             for y in range(h):
                 for x in range(w):
@@ -42,8 +49,8 @@ def reference_decode(outputs, heads, input_size):
 
 def random_outputs(rng: np.random.Generator, batch: int = 2, fill: float | None = None) -> list[np.ndarray]:
     outs = []
-    for head, (h, w) in zip(HEADS, GRIDS):
-        shape = (batch, len(head.anchors) * (5 + head.classes), h, w)
+    for shape in DECODE.head_shapes():
+        shape = (batch, *shape)
         outs.append(np.full(shape, fill, np.float32) if fill is not None
                     else rng.normal(0, 2, shape).astype(np.float32))
     return outs
@@ -54,11 +61,11 @@ def random_outputs(rng: np.random.Generator, batch: int = 2, fill: float | None 
 
 def test_decode_matches_paper_equations() -> None:
     outputs = random_outputs(np.random.default_rng(0))
-    boxes, obj, cls = decode(outputs, HEADS, NET)
+    boxes, obj, cls = decode(outputs, DECODE)
     n = sum(3 * h * w for h, w in GRIDS)
     assert boxes.shape == (2, n, 4) and obj.shape == (2, n) and cls.shape == (2, n, 4)
     assert boxes.dtype == obj.dtype == cls.dtype == np.float32
-    ref_boxes, ref_obj, ref_cls = reference_decode(outputs, HEADS, NET)
+    ref_boxes, ref_obj, ref_cls = reference_decode(outputs, DECODE)
     np.testing.assert_allclose(boxes, ref_boxes, rtol=1e-6, atol=1e-4)
     np.testing.assert_allclose(obj, ref_obj, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(cls, ref_cls, rtol=1e-6, atol=1e-7)
@@ -66,19 +73,39 @@ def test_decode_matches_paper_equations() -> None:
 
 def test_decode_rejects_bad_shapes() -> None:
     outputs = random_outputs(np.random.default_rng(0))
+    one_head = DecodeSpec(DECODE.heads[:1], 4, NET)
     with pytest.raises(ValueError, match="2 outputs for 1 yolo heads"):
-        decode(outputs, HEADS[:1], NET)
-    with pytest.raises(ValueError, match="expected 27"):
-        decode([outputs[0][:, :-1], outputs[1]], HEADS, NET)
-    with pytest.raises(ValueError, match="batch"):
-        decode([outputs[0], outputs[1][:1]], HEADS, NET)
-    with pytest.raises(ValueError, match=r"\(B, A\*\(5\+C\), H, W\)"):
-        decode([outputs[0][0], outputs[1]], HEADS, NET)
-    other = YoloHead(layer=20, anchors=HEADS[1].anchors, classes=5)
-    with pytest.raises(ValueError, match="class count"):
-        decode(outputs, (HEADS[0], other), NET)
-    with pytest.raises(ValueError, match="input_size"):
-        decode(outputs, HEADS, (128, 0))
+        decode(outputs, one_head)
+    with pytest.raises(ValueError, match=r"^output 0 has shape \(2, 26, 3, 4\), expected .*\(B, 27, 3, 4\)"):
+        decode([outputs[0][:, :-1], outputs[1]], DECODE)
+    with pytest.raises(ValueError, match="^output 1 has batch 1, output 0 has 2$"):
+        decode([outputs[0], outputs[1][:1]], DECODE)
+    with pytest.raises(ValueError, match=r"^output 0 .*\(B, A\*\(5\+C\), H, W\)"):
+        decode([outputs[0][0], outputs[1]], DECODE)
+    # heads of another class count (5: 30 channels per head) than the outputs (4: 27)
+    with pytest.raises(ValueError, match=r"^output 0 .*expected .*\(B, 30, 3, 4\) for 3 anchors, 5 classes"):
+        decode(outputs, DecodeSpec(DECODE.heads, 5, NET))
+    # the grids are checked too: a spec of another input size does not take these outputs
+    with pytest.raises(ValueError, match=r"^output 0 .*\(B, 27, 6, 8\) .*8x6 grid"):
+        decode(outputs, DecodeSpec.from_strides(ANCHORS, DECODE.strides, 4, (256, 192)))
+    with pytest.raises(ValueError, match="input size must be positive"):
+        DecodeSpec.from_outputs(ANCHORS, outputs, 4, (128, 0))
+    with pytest.raises(TypeError, match="DecodeSpec"):
+        decode(outputs, list(DECODE.heads))
+    assert check_outputs(outputs, DECODE) == 2
+    for message in (str(e.value) for e in _errors(outputs)):
+        assert "\n" not in message
+
+
+def _errors(outputs):
+    """The ValueErrors of a few mismatched outputs (for the one-line check)."""
+    errors = []
+    for bad in ([outputs[0][:, :-1], outputs[1]], [outputs[0], outputs[1][:1]], [outputs[0][0], outputs[1]],
+                outputs[:1]):
+        with pytest.raises(ValueError) as err:
+            check_outputs(bad, DECODE)
+        errors.append(err)
+    return errors
 
 
 def test_sigmoid_is_stable() -> None:
@@ -258,7 +285,7 @@ def hand_built(batch: int = 1) -> list[np.ndarray]:
 
 def put(outputs: list[np.ndarray], head: int, x: int, y: int, anchor: int, t: tuple[float, float, float, float],
         obj: float, classes: dict[int, float], b: int = 0) -> None:
-    base = anchor * (5 + HEADS[head].classes)
+    base = anchor * (5 + DECODE.num_classes)
     outputs[head][b, base:base + 4, y, x] = t
     outputs[head][b, base + 4, y, x] = obj
     for c, logit in classes.items():
@@ -269,7 +296,7 @@ def test_postprocess_exact_box() -> None:
     outputs = hand_built()
     # head 0: 3x4 grid, stride 32; cell (x=2, y=1), anchor 1 = (62, 45); tw = ln 2 doubles the width.
     put(outputs, 0, x=2, y=1, anchor=1, t=(0.0, 0.0, math.log(2.0), 0.0), obj=30.0, classes={3: 30.0})
-    [(boxes, scores, classes)] = postprocess(outputs, HEADS, NET)
+    [(boxes, scores, classes)] = postprocess(outputs, DECODE)
     cx, cy = (0.5 + 2) / 4 * 128, (0.5 + 1) / 3 * 96
     np.testing.assert_allclose(boxes, [[cx - 62, cy - 22.5, cx + 62, cy + 22.5]], atol=1e-4)
     np.testing.assert_array_equal(classes, [3])
@@ -284,12 +311,12 @@ def test_postprocess_multi_label_and_duplicates() -> None:
     # The same box from the neighbouring anchor slot, class 0, lower score: suppressed.
     put(outputs, 1, x=3, y=2, anchor=2, t=(0.0, 0.0, math.log(10 / 33), math.log(13 / 23)), obj=2.0,
         classes={0: 2.0})
-    [(boxes, scores, classes)] = postprocess(outputs, HEADS, NET)
+    [(boxes, scores, classes)] = postprocess(outputs, DECODE)
     np.testing.assert_array_equal(classes, [0, 2])
     np.testing.assert_allclose(boxes[0], boxes[1])
     assert scores[0] > scores[1] > DEFAULT_CONF
     # The duplicate has IoU 1 with the kept box, so it goes at any threshold below 1.
-    [(_, _, classes)] = postprocess(outputs, HEADS, NET, iou=0.99)
+    [(_, _, classes)] = postprocess(outputs, DECODE, thresholds(iou=0.99))
     np.testing.assert_array_equal(classes, [0, 2])
 
 
@@ -298,13 +325,13 @@ def test_postprocess_max_det_and_order() -> None:
     logits = [6.0, 1.0, 4.0, 2.0, 3.0]
     for i, logit in enumerate(logits):  # far-apart boxes on head 1 (6x8 grid), class 1
         put(outputs, 1, x=i + 1, y=i % 6, anchor=0, t=(0.0, 0.0, 0.0, 0.0), obj=30.0, classes={1: logit})
-    [(_, scores, _), (b1, s1, c1)] = postprocess(outputs, HEADS, NET)
+    [(_, scores, _), (b1, s1, c1)] = postprocess(outputs, DECODE)
     assert len(scores) == 5 and np.all(np.diff(scores) < 0)
     assert len(b1) == len(s1) == len(c1) == 0  # image 1 holds nothing
-    [(boxes, top, _), _] = postprocess(outputs, HEADS, NET, max_det=2)
+    [(boxes, top, _), _] = postprocess(outputs, DECODE, thresholds(max_det=2))
     np.testing.assert_array_equal(top, scores[:2])
     np.testing.assert_allclose(top, sigmoid(np.array([6.0, 4.0])) * sigmoid(np.array(30.0)), rtol=1e-6)
-    assert postprocess(outputs, HEADS, NET, max_det=0)[0][0].shape == (0, 4)
+    assert postprocess(outputs, DECODE, thresholds(max_det=0))[0][0].shape == (0, 4)
 
 
 def test_postprocess_tie_order_is_candidate_index() -> None:
@@ -312,7 +339,7 @@ def test_postprocess_tie_order_is_candidate_index() -> None:
     # Equal scores: later head cell first in the input, but candidate index decides the order.
     put(outputs, 1, x=7, y=5, anchor=0, t=(0.0, 0.0, 0.0, 0.0), obj=30.0, classes={2: 30.0})
     put(outputs, 0, x=0, y=0, anchor=0, t=(0.0, 0.0, 0.0, 0.0), obj=30.0, classes={3: 30.0, 1: 30.0})
-    [(_, scores, classes)] = postprocess(outputs, HEADS, NET)
+    [(_, scores, classes)] = postprocess(outputs, DECODE)
     assert np.all(scores == scores[0])
     np.testing.assert_array_equal(classes, [1, 3, 2])
 
@@ -321,13 +348,16 @@ def test_postprocess_conf_is_strict() -> None:
     outputs = hand_built()
     # sigmoid(0) = 0.5 exactly and sigmoid(30) rounds to 1.0 in float32: score is exactly 0.5.
     put(outputs, 0, x=1, y=1, anchor=0, t=(0.0, 0.0, 0.0, 0.0), obj=0.0, classes={0: 30.0})
-    assert len(postprocess(outputs, HEADS, NET, conf=0.5)[0][1]) == 0
-    [(_, scores, _)] = postprocess(outputs, HEADS, NET, conf=0.4999)
+    assert len(postprocess(outputs, DECODE, thresholds(conf=0.5))[0][1]) == 0
+    [(_, scores, _)] = postprocess(outputs, DECODE, thresholds(conf=0.4999))
     np.testing.assert_array_equal(scores, [0.5])
 
 
 def test_defaults() -> None:
     assert (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET) == (0.5, 0.45, 100)
+    assert DEFAULT_NMS == NmsSpec(DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K)
+    with pytest.raises(TypeError, match="NmsSpec"):
+        postprocess(hand_built(), DECODE, 0.5)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -336,8 +366,8 @@ def test_postprocess_equals_decode_plus_reference_nms(seed: int, ops) -> None:
     # recipe: every (box, class) with score > conf, per-class torchvision NMS, top max_det.
     outputs = random_outputs(np.random.default_rng(seed))
     conf, iou, max_det = 0.3, 0.45, 40
-    boxes, obj, cls = decode(outputs, HEADS, NET)
-    results = postprocess(outputs, HEADS, NET, conf=conf, iou=iou, max_det=max_det)
+    boxes, obj, cls = decode(outputs, DECODE)
+    results = postprocess(outputs, DECODE, thresholds(conf=conf, iou=iou, max_det=max_det))
     for b, (out_boxes, out_scores, out_classes) in enumerate(results):
         scores = obj[b][:, None] * cls[b]
         box_index, class_ids = np.nonzero(scores > np.float32(conf))
@@ -354,9 +384,9 @@ def test_pre_nms_top_k_cuts_by_score_not_arrival(top_k: int, ops) -> None:
     # Only the top_k best candidates enter NMS; equal scores go to the lower candidate index.
     outputs = random_outputs(np.random.default_rng(5))
     conf, iou = 0.3, 0.45
-    boxes, obj, cls = decode(outputs, HEADS, NET)
-    out_boxes, out_scores, out_classes = postprocess(outputs, HEADS, NET, conf=conf, iou=iou, max_det=1000,
-                                                     pre_nms_top_k=top_k)[0]
+    boxes, obj, cls = decode(outputs, DECODE)
+    out_boxes, out_scores, out_classes = postprocess(outputs, DECODE, NmsSpec(conf=conf, iou=iou, max_det=1000,
+                                                                           pre_nms_top_k=top_k))[0]
     scores = obj[0][:, None] * cls[0]
     box_index, class_ids = np.nonzero(scores > np.float32(conf))  # candidate-index order
     cand_scores = scores[box_index, class_ids]
@@ -372,28 +402,32 @@ def test_pre_nms_top_k_cuts_by_score_not_arrival(top_k: int, ops) -> None:
 
 def test_pre_nms_top_k_none_means_no_cap() -> None:
     outputs = random_outputs(np.random.default_rng(2))
-    capped = postprocess(outputs, HEADS, NET, conf=0.3, max_det=1000, pre_nms_top_k=10 ** 9)
-    uncapped = postprocess(outputs, HEADS, NET, conf=0.3, max_det=1000, pre_nms_top_k=None)
+    capped = postprocess(outputs, DECODE, thresholds(conf=0.3, max_det=1000, pre_nms_top_k=10 ** 9))
+    uncapped = postprocess(outputs, DECODE, thresholds(conf=0.3, max_det=1000, pre_nms_top_k=None))
     for a, b in zip(capped, uncapped):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="pre_nms_top_k"):
-        postprocess(outputs, HEADS, NET, pre_nms_top_k=0)
+        postprocess(outputs, DECODE, thresholds(pre_nms_top_k=0))
 
 
 # ---------------------------------------------------------------- bit-identity of the fast paths
 
 
-COCO_HEADS = tuple(YoloHead(layer=82 + 12 * i, anchors=anchors, classes=80) for i, anchors in enumerate(
-    (((116.0, 90.0), (156.0, 198.0), (373.0, 326.0)), ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),
-     ((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)))))
+COCO_ANCHORS = (((116.0, 90.0), (156.0, 198.0), (373.0, 326.0)), ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),
+                ((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)))
+
+
+def coco_decode(size: int) -> DecodeSpec:
+    """yolov3's heads (80 classes, strides 32/16/8) at ``size`` x ``size``."""
+    return DecodeSpec.from_strides(COCO_ANCHORS, ((32, 32), (16, 16), (8, 8)), 80, (size, size))
 
 
 def trained_like_outputs(rng: np.random.Generator, size: int, batch: int = 2) -> list[np.ndarray]:
     """yolov3 heads at ``size`` as a trained COCO model leaves them: objectness logits mostly in
     -10..-6, a dozen confident boxes, a few hundred weak ones, class logits mostly negative."""
     outs = []
-    for i, head in enumerate(COCO_HEADS):
+    for i in range(len(COCO_ANCHORS)):
         g = size // (32 >> i)
         out = rng.normal(0.0, 1.5, (batch, 3, 85, g, g)).astype(np.float32)
         out[:, :, 4] = rng.uniform(-10, -6, (batch, 3, g, g))
@@ -411,14 +445,15 @@ def trained_like_outputs(rng: np.random.Generator, size: int, batch: int = 2) ->
     return outs
 
 
-def reference_decode_all(outputs, heads, input_size):
+def reference_decode_all(outputs, spec):
     """The decode postprocess used to run on every candidate (float64 boxes over whole heads)."""
-    net_w, net_h = input_size
+    net_w, net_h = spec.input_size
+    classes = spec.num_classes
     all_boxes, all_obj, all_cls = [], [], []
-    for raw, head in zip(outputs, heads):
+    for raw, head in zip(outputs, spec.heads):
         batch, _, height, width = raw.shape
         anchors = np.asarray(head.anchors, dtype=np.float64)
-        pred = raw.reshape(batch, len(anchors), 5 + head.classes, height, width).transpose(0, 3, 4, 1, 2)
+        pred = raw.reshape(batch, len(anchors), 5 + classes, height, width).transpose(0, 3, 4, 1, 2)
         t = pred[..., :5].astype(np.float64)
         cy, cx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
         with np.errstate(over="ignore"):
@@ -429,7 +464,7 @@ def reference_decode_all(outputs, heads, input_size):
         boxes = np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
         all_boxes.append(boxes.reshape(batch, -1, 4))
         all_obj.append(sigmoid(t[..., 4]).astype(np.float32).reshape(batch, -1))
-        all_cls.append(pred[..., 5:].reshape(batch, -1, head.classes))
+        all_cls.append(pred[..., 5:].reshape(batch, -1, classes))
     return (np.concatenate(all_boxes, axis=1).astype(np.float32), np.concatenate(all_obj, axis=1),
             np.concatenate(all_cls, axis=1))
 
@@ -459,9 +494,9 @@ def reference_batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.nda
     return keep[np.lexsort((keep, -scores[keep].astype(np.float64)))]
 
 
-def reference_postprocess(outputs, heads, input_size, conf, iou, max_det, top_k):
+def reference_postprocess(outputs, spec, conf, iou, max_det, top_k):
     """Decode everything, then every (box, class) above conf, top-k by score, per-class NMS."""
-    boxes, obj, logits = reference_decode_all(outputs, heads, input_size)
+    boxes, obj, logits = reference_decode_all(outputs, spec)
     results = []
     for b in range(len(boxes)):
         scores = obj[b][:, None] * sigmoid(logits[b]).astype(np.float32)
@@ -482,10 +517,10 @@ def assert_identical(got, expected) -> None:
 
 
 def test_decode_is_bit_identical_to_whole_head_decode() -> None:
-    for outputs, heads, net in ((random_outputs(np.random.default_rng(4)), HEADS, NET),
-                                (trained_like_outputs(np.random.default_rng(4), 416, batch=1), COCO_HEADS, (416, 416))):
-        boxes, obj, cls = decode(outputs, heads, net)
-        ref_boxes, ref_obj, ref_logits = reference_decode_all(outputs, heads, net)
+    for outputs, spec in ((random_outputs(np.random.default_rng(4)), DECODE),
+                          (trained_like_outputs(np.random.default_rng(4), 416, batch=1), coco_decode(416))):
+        boxes, obj, cls = decode(outputs, spec)
+        ref_boxes, ref_obj, ref_logits = reference_decode_all(outputs, spec)
         assert np.array_equal(boxes, ref_boxes) and np.array_equal(obj, ref_obj)
         assert np.array_equal(cls, sigmoid(ref_logits).astype(np.float32))
 
@@ -494,8 +529,8 @@ def test_decode_is_bit_identical_to_whole_head_decode() -> None:
 @pytest.mark.parametrize("conf, top_k", [(0.5, 4096), (0.25, 4096), (0.005, 4096), (0.005, 150), (0.005, None)])
 def test_postprocess_is_bit_identical_on_trained_like_heads(size: int, conf: float, top_k: int | None) -> None:
     outputs = trained_like_outputs(np.random.default_rng(size + int(conf * 1000)), size)
-    got = postprocess(outputs, COCO_HEADS, (size, size), conf=conf, iou=0.45, max_det=300, pre_nms_top_k=top_k)
-    assert_identical(got, reference_postprocess(outputs, COCO_HEADS, (size, size), conf, 0.45, 300, top_k))
+    got = postprocess(outputs, coco_decode(size), NmsSpec(conf=conf, iou=0.45, max_det=300, pre_nms_top_k=top_k))
+    assert_identical(got, reference_postprocess(outputs, coco_decode(size), conf, 0.45, 300, top_k))
     assert len(got[0][0]) > 10  # something survived
 
 
@@ -503,8 +538,8 @@ def test_postprocess_is_bit_identical_on_trained_like_heads(size: int, conf: flo
 def test_postprocess_is_bit_identical_on_noise(seed: int) -> None:
     outputs = random_outputs(np.random.default_rng(100 + seed), batch=3)
     for conf in (0.05, 0.3, 0.7):
-        got = postprocess(outputs, HEADS, NET, conf=conf, iou=0.5, max_det=50, pre_nms_top_k=64)
-        assert_identical(got, reference_postprocess(outputs, HEADS, NET, conf, 0.5, 50, 64))
+        got = postprocess(outputs, DECODE, NmsSpec(conf=conf, iou=0.5, max_det=50, pre_nms_top_k=64))
+        assert_identical(got, reference_postprocess(outputs, DECODE, conf, 0.5, 50, 64))
 
 
 @pytest.mark.parametrize("sizes", [(1,), (2, 1, 3), (127, 128, 129), (300,), (40,) * 20, (5, 260, 1, 90)])

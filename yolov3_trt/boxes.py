@@ -18,8 +18,9 @@ one answer: 0.** When the union is not positive (both boxes have zero area, or a
 NaN), the IoU is 0, never NaN. So IoU is in [0, 1] for every finite input; only boxes with
 infinite coordinates can give NaN (``inf / inf``), which compares false with every threshold.
 A greedy NMS that suppresses at ``IoU > t`` with ``t >= 0`` therefore never suppresses with an
-empty union, as torchvision's (whose 0/0 is NaN) and the plugin kernel's
-(``plugins/yolo_decode_nms/decode_nms.cuh`` ``box_iou``, the same float64 steps) do not either.
+empty union, as torchvision's (whose 0/0 is NaN) does not either. The plugin kernel's
+(``plugins/yolo_decode_nms/decode_nms.cuh`` ``box_iou``) takes the same float64 steps and the same
+rule (0 when the union is not positive), so it agrees for every threshold.
 
 Every numpy caller (NMS in :mod:`yolov3_trt.postprocess`, AP matching in
 :mod:`yolov3_trt.evaluate.metrics`, label grouping in :mod:`yolov3_trt.visualize`, k-means

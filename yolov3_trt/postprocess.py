@@ -6,6 +6,16 @@ decode + NMS host library is not built, or asked for) and the package's public `
 (``plugin/host.py`` runs the kernel's source on the CPU); ``tests/test_postprocess.py`` holds the
 short, obviously-correct reference both are checked against. IoU is :mod:`yolov3_trt.boxes`'.
 
+Contract: :func:`postprocess` ``(outputs, decode, nms)`` and
+:func:`yolov3_trt.plugin.host.postprocess_host` take the same arguments and give the same
+detections, so a caller may use either. ``decode`` is a :class:`~yolov3_trt.specs.DecodeSpec`
+(anchors, strides, grids, classes, input size: a model's ``model.decode_spec(size)``, a file's
+``metadata.decode_spec(path)``, or :meth:`DecodeSpec.from_outputs`), ``nms`` an
+:class:`~yolov3_trt.specs.NmsSpec` (default :data:`DEFAULT_NMS`); both validated themselves.
+``outputs`` are one array per head, in the spec's order, each exactly
+``(B,) + decode.head_shapes()[i]`` with the same ``B`` (:func:`check_outputs`: a one-line
+ValueError naming the output otherwise). Boxes are xyxy in network-input pixels.
+
 Darknet semantics (``yolo_layer.c``, ``box.c``), matched exactly:
 
 - decode: ``bx = (sigmoid(tx) + cx) / W``, ``by = (sigmoid(ty) + cy) / H``,
@@ -32,7 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from yolov3_trt.boxes import paired_iou
-from yolov3_trt.darknet.layers import YoloHead
+from yolov3_trt.specs import DecodeSpec, HeadSpec, NmsSpec
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +55,8 @@ DEFAULT_MAX_DET = 100
 # what the GPU plugin has, so the reference takes the same cut: by score, never by arrival order.
 # 3840 is TensorRT's TopK limit, so an end2end ONNX with this default also builds as an engine.
 DEFAULT_PRE_NMS_TOP_K = 3840
+
+DEFAULT_NMS = NmsSpec(conf=DEFAULT_CONF, iou=DEFAULT_IOU, max_det=DEFAULT_MAX_DET, pre_nms_top_k=DEFAULT_PRE_NMS_TOP_K)
 
 ImageDetections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (K,4), scores (K,), class_ids (K,)
 
@@ -66,40 +78,29 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
-    """``(net_w, net_h)`` from ``input_size``; ValueError unless two positive integers."""
-    try:
-        net_w, net_h = (int(v) for v in input_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_size must be (net_w, net_h), got {input_size!r}") from None
-    if net_w <= 0 or net_h <= 0:
-        raise ValueError(f"input_size must be positive, got {input_size!r}")
-    return net_w, net_h
+def check_outputs(outputs: Sequence[np.ndarray], decode: DecodeSpec) -> int:
+    """Validate head outputs against ``decode`` (ValueError naming the output); return the batch.
 
-
-def check_outputs(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> tuple[int, int]:
-    """Validate head outputs against their heads (ValueError naming the output); return ``(batch, classes)``."""
-    if len(outputs) != len(heads):
-        raise ValueError(f"got {len(outputs)} outputs for {len(heads)} yolo heads")
-    if not heads:
-        raise ValueError("decode needs at least one yolo head")
-    classes = heads[0].classes
+    Output ``i`` must be ``(B,) + decode.head_shapes()[i]`` exactly (channels ``A*(5+C)``, grid
+    ``(grid_h, grid_w)``), with one ``B`` for all heads.
+    """
+    if not isinstance(decode, DecodeSpec):
+        raise TypeError(f"decode must be a DecodeSpec (model.decode_spec(size), metadata.decode_spec() or "
+                        f"DecodeSpec.from_outputs), got {type(decode).__name__}")
+    if len(outputs) != len(decode.heads):
+        raise ValueError(f"got {len(outputs)} outputs for {len(decode.heads)} yolo heads")
     batch = None
-    for i, (out, head) in enumerate(zip(outputs, heads)):
-        if head.classes != classes:
-            raise ValueError(f"all heads must share the class count: head 0 has {classes}, "
-                             f"head {i} has {head.classes}")
-        if out.ndim != 4:
-            raise ValueError(f"output {i} must be (B, A*(5+C), H, W), got shape {out.shape}")
-        expected = len(head.anchors) * (5 + classes)
-        if out.shape[1] != expected:
-            raise ValueError(f"output {i} has {out.shape[1]} channels, expected {expected} "
-                             f"= {len(head.anchors)} anchors * (5 + {classes} classes)")
+    for i, (out, shape) in enumerate(zip(outputs, decode.head_shapes())):
+        if out.ndim != 4 or tuple(out.shape[1:]) != shape:
+            anchors = len(decode.heads[i].anchors)
+            raise ValueError(f"output {i} has shape {tuple(out.shape)}, expected (B, A*(5+C), H, W) = "
+                             f"(B, {', '.join(map(str, shape))}) for {anchors} anchors, "
+                             f"{decode.num_classes} classes and a {shape[2]}x{shape[1]} grid")
         if batch is None:
             batch = out.shape[0]
         elif out.shape[0] != batch:
             raise ValueError(f"output {i} has batch {out.shape[0]}, output 0 has {batch}")
-    return int(batch), classes
+    return int(batch)
 
 
 def _box_rows(t: np.ndarray, cx: np.ndarray, cy: np.ndarray, anchors: np.ndarray,
@@ -116,54 +117,45 @@ def _box_rows(t: np.ndarray, cx: np.ndarray, cy: np.ndarray, anchors: np.ndarray
     return np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], axis=-1)
 
 
-def _head_view(raw: np.ndarray, head: YoloHead) -> np.ndarray:
+def _head_view(raw: np.ndarray, head: HeadSpec, classes: int) -> np.ndarray:
     """``(B, A*(5+C), H, W)`` -> the view ``(B, A, 5+C, H*W)``."""
-    batch, _, height, width = raw.shape
-    return raw.reshape(batch, len(head.anchors), 5 + head.classes, height * width)
+    return raw.reshape(raw.shape[0], len(head.anchors), 5 + classes, head.cells)
 
 
-def _objectness(raw: np.ndarray, head: YoloHead) -> np.ndarray:
+def _objectness(raw: np.ndarray, head: HeadSpec, classes: int) -> np.ndarray:
     """``sigmoid(obj)`` ``(B, H*W*A)`` float32 of one head, candidates ordered cell, then anchor."""
-    obj = sigmoid(_head_view(raw, head)[:, :, 4]).astype(np.float32)  # (B, A, H*W)
+    obj = sigmoid(_head_view(raw, head, classes)[:, :, 4]).astype(np.float32)  # (B, A, H*W)
     return obj.transpose(0, 2, 1).reshape(raw.shape[0], -1)
 
 
-def _decode_rows(raw: np.ndarray, head: YoloHead, image: int, rows: np.ndarray,
-                 net_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _decode_rows(raw: np.ndarray, head: HeadSpec, decode: DecodeSpec, image: int, rows: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes ``(n, 4)`` float64 and class logits ``(n, C)`` float32 of the candidates ``rows``
     (ascending, ``cell * A + anchor``) of one head, for one image of the batch."""
-    grid = raw.shape[2:]
+    grid = (head.grid[1], head.grid[0])  # (H, W)
     anchors = np.asarray(head.anchors, dtype=np.float64)
     cell, anchor = np.divmod(rows, len(anchors))
     cy, cx = np.divmod(cell, grid[1])
-    values = _head_view(raw, head)[image, anchor, :, cell]  # (n, 5+C): one candidate per row
+    values = _head_view(raw, head, decode.num_classes)[image, anchor, :, cell]  # (n, 5+C): one per row
     boxes = _box_rows(values[:, :4].astype(np.float64), cx.astype(np.float64), cy.astype(np.float64),
-                      anchors[anchor], grid, net_size)
+                      anchors[anchor], grid, decode.input_size)
     return boxes, values[:, 5:]
 
 
-def _candidate_counts(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead]) -> list[int]:
-    """Candidates (cells * anchors) of each head."""
-    return [out.shape[2] * out.shape[3] * len(head.anchors) for out, head in zip(outputs, heads)]
-
-
-def _checked(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
-             ) -> tuple[list[np.ndarray], tuple[int, int]]:
-    net_size = check_input_size(input_size)
+def _checked(outputs: Sequence[np.ndarray], decode: DecodeSpec) -> list[np.ndarray]:
     outputs = [np.asarray(out) for out in outputs]
-    check_outputs(outputs, heads)
-    return outputs, net_size
+    check_outputs(outputs, decode)
+    return outputs
 
 
-def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode(outputs: Sequence[np.ndarray], decode: DecodeSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode raw YOLOv3 head outputs into boxes, objectness and class probabilities.
 
     Args:
         outputs: one array per ``[yolo]`` head, ``(B, A*(5+C), H, W)``, Darknet's layout:
             channel ``a*(5+C) + k`` with ``k`` = tx, ty, tw, th, obj, cls0, cls1, ...
-        heads: the matching :class:`YoloHead` (masked anchors in network pixels, class count).
-        input_size: network input ``(net_w, net_h)``.
+            (:func:`check_outputs`).
+        decode: the heads (anchors in network pixels, grids), class count and network input.
 
     Returns:
         ``boxes`` ``(B, N, 4)`` float32 xyxy in network-input pixels, ``objectness`` ``(B, N)``
@@ -171,15 +163,17 @@ def decode(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size:
         objectness). Candidates ``N`` are ordered head by head, then cell ``y*W + x``, then
         anchor, as Darknet's ``get_yolo_detections`` loops.
     """
-    outputs, net_size = _checked(outputs, heads, input_size)
+    spec = decode
+    outputs = _checked(outputs, spec)
     batch = outputs[0].shape[0]
-    everything = [np.arange(count) for count in _candidate_counts(outputs, heads)]
+    everything = [np.arange(head.num_boxes) for head in spec.heads]
     boxes, class_logits = [], []
     for b in range(batch):
-        parts = [_decode_rows(out, head, b, rows, net_size) for out, head, rows in zip(outputs, heads, everything)]
+        parts = [_decode_rows(out, head, spec, b, rows) for out, head, rows in zip(outputs, spec.heads, everything)]
         boxes.append(np.concatenate([p[0] for p in parts]).astype(np.float32))
         class_logits.append(np.concatenate([p[1] for p in parts]))
-    objectness = np.concatenate([_objectness(out, head) for out, head in zip(outputs, heads)], axis=1)
+    objectness = np.concatenate([_objectness(out, head, spec.num_classes) for out, head in zip(outputs, spec.heads)],
+                                axis=1)
     return (np.stack(boxes), objectness, sigmoid(np.stack(class_logits)).astype(np.float32))
 
 
@@ -309,18 +303,17 @@ def _top_k(scores: np.ndarray, k: int | None) -> np.ndarray:
     return np.sort(_descending_order(scores)[:k])
 
 
-def _image_detections(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], net_size: tuple[int, int],
-                      image: int, objectness: np.ndarray, conf: float, iou: float, max_det: int,
-                      pre_nms_top_k: int | None) -> ImageDetections:
+def _image_detections(outputs: Sequence[np.ndarray], decode: DecodeSpec, nms: NmsSpec, image: int,
+                      objectness: np.ndarray) -> ImageDetections:
     """Candidates, NMS and top-``max_det`` for one image of the batch; ``objectness`` ``(N,)``."""
-    threshold = np.float32(conf)
+    threshold = np.float32(nms.conf)
     # A float32 product with a factor <= 1 never exceeds the other factor, so boxes with
     # objectness <= conf cannot score above it (Darknet skips them the same way). Only those
     # rows are decoded: with a trained model, a few dozen of the ~10k (416) or ~23k (608).
     rows = np.flatnonzero(objectness > threshold)
-    starts = np.cumsum([0, *_candidate_counts(outputs, heads)])
-    parts = [_decode_rows(out, head, image, rows[(rows >= lo) & (rows < hi)] - lo, net_size)
-             for out, head, lo, hi in zip(outputs, heads, starts[:-1], starts[1:])]
+    starts = np.cumsum([0, *(head.num_boxes for head in decode.heads)])
+    parts = [_decode_rows(out, head, decode, image, rows[(rows >= lo) & (rows < hi)] - lo)
+             for out, head, lo, hi in zip(outputs, decode.heads, starts[:-1], starts[1:])]
     boxes = np.concatenate([p[0] for p in parts]).astype(np.float32)  # (len(rows), 4)
     class_logits = np.concatenate([p[1] for p in parts])
     num_classes = class_logits.shape[1]
@@ -329,23 +322,23 @@ def _image_detections(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], 
     # Candidate index = box_index * C + class: row-major order of the (N, C) score matrix, and
     # `rows` is ascending, so flattening the selected rows keeps that order.
     flat = np.flatnonzero(scores_rows.ravel() > threshold)
-    flat = flat[_top_k(scores_rows.ravel()[flat], pre_nms_top_k)]
+    flat = flat[_top_k(scores_rows.ravel()[flat], nms.pre_nms_top_k)]
     row_pos, class_ids = np.divmod(flat, num_classes)
     scores = scores_rows.ravel()[flat]
-    keep = batched_nms(boxes[row_pos], scores, class_ids, iou)[:max_det]
+    keep = batched_nms(boxes[row_pos], scores, class_ids, nms.iou)[:nms.max_det]
     return (boxes[row_pos[keep]], scores[keep].astype(np.float32), class_ids[keep].astype(np.int32))
 
 
-def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int],
-                conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, max_det: int = DEFAULT_MAX_DET,
-                pre_nms_top_k: int | None = DEFAULT_PRE_NMS_TOP_K) -> list[ImageDetections]:
+def postprocess(outputs: Sequence[np.ndarray], decode: DecodeSpec, nms: NmsSpec = DEFAULT_NMS
+                ) -> list[ImageDetections]:
     """Decode, threshold, per-class NMS and keep the best ``max_det``, for each image.
 
-    Candidates are (box, class) pairs with ``sigmoid(obj) * sigmoid(cls) > conf`` (float32
+    ``outputs`` as :func:`decode` takes them (checked against ``decode`` by :func:`check_outputs`).
+    Candidates are (box, class) pairs with ``sigmoid(obj) * sigmoid(cls) > nms.conf`` (float32
     product and comparison against ``float32(conf)``, as Darknet's float ``thresh``); one box
-    may yield several classes. When more than ``pre_nms_top_k`` candidates pass, only the
-    ``pre_nms_top_k`` best by score enter NMS (``None``: no cap). Per-class NMS at ``iou``
-    (:func:`batched_nms`) follows, then the first ``max_det`` survivors are kept.
+    may yield several classes. When more than ``nms.pre_nms_top_k`` candidates pass, only the
+    ``pre_nms_top_k`` best by score enter NMS (``None``: no cap). Per-class NMS at ``nms.iou``
+    (:func:`batched_nms`) follows, then the first ``nms.max_det`` survivors are kept.
 
     Order and ties: detections come in descending score; equal scores are ordered by candidate
     index ``box_index * C + class``, where ``box_index`` follows :func:`decode`'s order (head,
@@ -355,12 +348,10 @@ def postprocess(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_
         One ``(boxes (K, 4) float32 xyxy in network-input pixels, scores (K,) float32,
         class_ids (K,) int32)`` per image, ``K <= max_det``.
     """
-    if max_det < 0:
-        raise ValueError(f"max_det must be >= 0, got {max_det}")
-    if pre_nms_top_k is not None and pre_nms_top_k < 1:
-        raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
-    outputs, net_size = _checked(outputs, heads, input_size)
+    if not isinstance(nms, NmsSpec):
+        raise TypeError(f"nms must be an NmsSpec, got {type(nms).__name__}")
+    outputs = _checked(outputs, decode)
     # sigmoid(obj) for every candidate; boxes and class sigmoids only where obj > conf.
-    objectness = np.concatenate([_objectness(out, head) for out, head in zip(outputs, heads)], axis=1)
-    return [_image_detections(outputs, heads, net_size, b, objectness[b], conf, iou, max_det, pre_nms_top_k)
-            for b in range(objectness.shape[0])]
+    objectness = np.concatenate([_objectness(out, head, decode.num_classes)
+                                 for out, head in zip(outputs, decode.heads)], axis=1)
+    return [_image_detections(outputs, decode, nms, b, objectness[b]) for b in range(objectness.shape[0])]

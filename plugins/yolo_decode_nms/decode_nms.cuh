@@ -139,14 +139,17 @@ HOST_DEVICE void decode_box(const YoloParams& p, const T* const* heads, int imag
     out[3] = (float)(by + bh / 2);
 }
 
-/* IoU of two float32 boxes in float64, as postprocess._iou (NaN from 0/0 suppresses nothing). */
+/* IoU of two float32 boxes in float64, as yolov3_trt/boxes.py paired_iou (the same steps, NaN
+ * propagating through min/max as numpy's): 0 when the union is not positive (two zero-area boxes,
+ * or a NaN coordinate), never 0/0. So for any threshold >= 0 an empty union suppresses nothing. */
 HOST_DEVICE inline double box_iou(const float* a, const float* b) {
     const double ax1 = a[0], ay1 = a[1], ax2 = a[2], ay2 = a[3];
     const double bx1 = b[0], by1 = b[1], bx2 = b[2], by2 = b[3];
     const double iw = max_nan(min_nan(ax2, bx2) - max_nan(ax1, bx1), 0.0);
     const double ih = max_nan(min_nan(ay2, by2) - max_nan(ay1, by1), 0.0);
     const double inter = iw * ih;
-    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter);
+    const double area_union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter;
+    return area_union > 0.0 ? inter / area_union : 0.0;
 }
 
 /* Decode + NMS of one image. Outputs of this image: num_dets[0], boxes[max_det * 4],

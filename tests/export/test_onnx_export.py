@@ -17,8 +17,9 @@ from yolov3_trt.export.onnx_export import export_onnx, fuse_batchnorm, supported
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.model.yolov3 import YoloV3
 from yolov3_trt.names import COCO_NAMES
-from yolov3_trt.postprocess import postprocess
+from yolov3_trt.postprocess import DEFAULT_PRE_NMS_TOP_K, postprocess
 from yolov3_trt.preprocess import preprocess, read_image
+from yolov3_trt.specs import NmsSpec
 
 PHOTOS = ["dog", "horses", "person"]
 
@@ -74,7 +75,8 @@ def test_end2end_equals_reference_postprocess(name, size, tmp_path):
     assert boxes.shape == (3, max_det, 4) and scores.shape == (3, max_det) and classes.dtype == np.int32
     with torch.no_grad():
         raw = [t.numpy() for t in model(torch.from_numpy(blob))]
-    for b, (ref_boxes, ref_scores, ref_classes) in enumerate(postprocess(raw, model.heads, size, conf, iou, max_det)):
+    reference = postprocess(raw, model.decode_spec(size), NmsSpec(conf, iou, max_det, DEFAULT_PRE_NMS_TOP_K))
+    for b, (ref_boxes, ref_scores, ref_classes) in enumerate(reference):
         n = int(num[b, 0])
         assert n == len(ref_scores) > 0
         np.testing.assert_array_equal(classes[b, :n], ref_classes)

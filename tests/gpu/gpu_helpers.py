@@ -12,8 +12,9 @@ it too. What is here:
   with ONNX Runtime when random weights give many (nearly) equal scores;
 - a hand-built end2end model whose candidates score what its input says (:func:`tie_model`,
   :func:`tie_input`): candidates scoring exactly ``conf`` show whether an NMS keeps ``>=``;
-- YOLO heads of the built-in models and random head tensors (:func:`model_heads`,
-  :func:`random_heads`, the same distributions as tests/plugin/plugin_cases.py).
+- YOLO heads of the built-in models (:func:`model_heads`; :func:`model_decode`, the
+  :class:`~yolov3_trt.specs.DecodeSpec` the post-processors take) and random head tensors
+  (:func:`random_heads`, the same distributions as tests/plugin/plugin_cases.py).
 
 The decode + NMS kernel launched from its PTX with cuda-python's driver API is in gpu_kernel.py
 beside this file.
@@ -103,34 +104,37 @@ def detection_set_problem(a, b, *, min_iou: float = 0.5, max_box_diff: float | N
     return None
 
 
-def candidates_from_heads(outputs, heads, input_size):
+def candidates_from_heads(outputs, decode_spec):
     """Per image, every (box, class) pair of raw head outputs: ``(boxes (N, 4) xyxy network pixels,
-    scores (N, C) = sigmoid(obj) * sigmoid(cls) float32)``, decoded by the numpy reference."""
+    scores (N, C) = sigmoid(obj) * sigmoid(cls) float32)``, decoded by the numpy reference with
+    ``decode_spec`` (a :class:`~yolov3_trt.specs.DecodeSpec`)."""
     from yolov3_trt.postprocess import decode
 
-    boxes, objectness, class_probs = decode(outputs, heads, input_size)
+    boxes, objectness, class_probs = decode(outputs, decode_spec)
     scores = (objectness[:, :, None] * class_probs).astype(np.float32)
     return [(boxes[b], scores[b]) for b in range(len(boxes))]
 
 
-def onnxruntime_candidates(raw_onnx, blob: np.ndarray, heads, input_size):
+def onnxruntime_candidates(raw_onnx, blob: np.ndarray, decode_spec):
     """:func:`candidates_from_heads` of a raw ONNX run on ONNX Runtime's CPU provider."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(raw_onnx), providers=["CPUExecutionProvider"])
-    return candidates_from_heads(session.run(None, {session.get_inputs()[0].name: blob}), heads, input_size)
+    return candidates_from_heads(session.run(None, {session.get_inputs()[0].name: blob}), decode_spec)
 
 
-def output_rows(outputs, flavour: str, heads, input_size, *, conf: float, iou: float, max_det: int,
+def output_rows(outputs, flavour: str, decode_spec, *, conf: float, iou: float, max_det: int,
                 top_k: int | None) -> list:
     """Per image, a model's detections in network pixels: an end2end/plugin graph's NMS outputs,
-    or a raw graph's heads through the numpy reference post-processing."""
+    or a raw graph's heads through the numpy reference post-processing (``decode_spec``, a
+    :class:`~yolov3_trt.specs.DecodeSpec`, and these thresholds)."""
     from yolov3_trt.postprocess import postprocess
+    from yolov3_trt.specs import NmsSpec
 
     if flavour != "raw":
         return [end2end_rows(outputs, b) for b in range(len(outputs[0]))]
     return [SimpleNamespace(boxes=boxes, scores=scores, class_ids=classes) for boxes, scores, classes in
-            postprocess(outputs, heads, input_size, conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=top_k)]
+            postprocess(outputs, decode_spec, NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=top_k))]
 
 
 def nms_problem(kept, candidates, *, conf: float, iou: float, max_det: int, top_k: int | None = None,
@@ -302,6 +306,15 @@ def model_heads(cfg: str, size: tuple[int, int] = (416, 416)):
     shapes = network.shapes(*size)
     heads = network.heads()
     return heads, [(shapes[h.layer].output[2], shapes[h.layer].output[1]) for h in heads]
+
+
+def model_decode(cfg: str, size: tuple[int, int] = (416, 416)):
+    """The :class:`~yolov3_trt.specs.DecodeSpec` of a built-in cfg at ``size`` (w, h): what
+    ``YoloV3.decode_spec(size)`` gives, without torch."""
+    from yolov3_trt.specs import DecodeSpec
+
+    heads, grids = model_heads(cfg, size)
+    return DecodeSpec.from_grids([h.anchors for h in heads], grids, heads[0].classes, size)
 
 
 def network_bflops(cfg: str, size: tuple[int, int] = (416, 416)) -> float:

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from helpers import random_model
-from gpu_helpers import (TIE_CONF, candidates_from_heads, detection_keys, detection_set_problem, model_heads,
-                         nms_problem, random_heads, same_plugin_detections, scene_images, tie_input, tie_model)
+from gpu_helpers import (TIE_CONF, candidates_from_heads, detection_keys, detection_set_problem, model_decode,
+                         model_heads, nms_problem, random_heads, same_plugin_detections, scene_images, tie_input,
+                         tie_model)
 from gpu_kernel import KernelUnavailable, compile_kernel
 
 from yolov3_trt.plugin.sources import PluginError
@@ -78,17 +79,18 @@ def tiny_onnxruntime(tmp_path_factory):
     raw = ort.InferenceSession(str(folder / "raw.onnx"), providers=["CPUExecutionProvider"]).run(None, {"images": blob})
     end2end = ort.InferenceSession(str(folder / "end2end.onnx"),
                                    providers=["CPUExecutionProvider"]).run(None, {"images": blob})
-    return raw, end2end, model.heads
+    return raw, end2end, model.decode_spec((416, 416))
 
 
 def test_nms_check_accepts_right_and_rejects_wrong_detections(tiny_onnxruntime):
     from gpu_helpers import end2end_rows
 
-    from yolov3_trt.postprocess import postprocess
+    from yolov3_trt.postprocess import DEFAULT_PRE_NMS_TOP_K, postprocess
+    from yolov3_trt.specs import NmsSpec
 
-    raw, end2end, heads = tiny_onnxruntime
-    candidates = candidates_from_heads(raw, heads, (416, 416))
-    reference = postprocess(raw, heads, (416, 416), conf=0.3, iou=0.45, max_det=100)
+    raw, end2end, decode = tiny_onnxruntime
+    candidates = candidates_from_heads(raw, decode)
+    reference = postprocess(raw, decode, NmsSpec(conf=0.3, iou=0.45, max_det=100, pre_nms_top_k=DEFAULT_PRE_NMS_TOP_K))
     settings = dict(conf=0.3, iou=0.45, max_det=100, top_k=3840)
     assert int(end2end[0].sum()) > 0
     for b, (boxes, scores, classes) in enumerate(reference):
@@ -128,6 +130,9 @@ def test_random_heads_fit_the_models():
     outputs = random_heads(np.random.default_rng(0), 2, heads, grids, fp16=True)
     assert [o.shape for o in outputs] == [(2, 255, 13, 13), (2, 255, 26, 26)] and outputs[0].dtype == np.float16
     assert model_heads("yolov3")[1] == [(13, 13), (26, 26), (52, 52)]
+    decode = model_decode("yolov3-tiny", (416, 416))
+    assert decode.grids == tuple(grids) and decode.anchors == tuple(h.anchors for h in heads)
+    assert decode.head_shapes() == tuple(o.shape[1:] for o in outputs) and decode.num_classes == 80
 
 
 # ---- which compiler writes the PTX ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import ROOT, random_model
-from gpu_helpers import (detection_set_problem, model_heads, nms_problem, onnxruntime_candidates, output_rows,
+from gpu_helpers import (detection_set_problem, model_decode, nms_problem, onnxruntime_candidates, output_rows,
                          scene_images)
 
 from yolov3_trt import Detector
@@ -86,13 +86,13 @@ def _precision_onnx(source: Path, precision: str) -> Path:
 
 def _onnxruntime_candidates(raw_onnx: Path, blob: np.ndarray, cfg: str):
     """Every (box, class) pair ONNX Runtime's raw heads give, per image (network pixels)."""
-    return onnxruntime_candidates(raw_onnx, blob, model_heads(cfg, SIZE)[0], SIZE)
+    return onnxruntime_candidates(raw_onnx, blob, model_decode(cfg, SIZE))
 
 
 def _engine_rows(backend, blob: np.ndarray, flavour: str, cfg: str) -> list:
     """Per image, the engine's detections in network pixels (a raw engine's through the numpy
     reference post-processing)."""
-    return output_rows(backend.infer(blob), flavour, model_heads(cfg, SIZE)[0], SIZE, conf=CONF, iou=IOU,
+    return output_rows(backend.infer(blob), flavour, model_decode(cfg, SIZE), conf=CONF, iou=IOU,
                        max_det=MAX_DET, top_k=TOP_K)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import random_model
-from gpu_helpers import (TIE_CONF, detection_keys, detection_set_problem, end2end_rows, model_heads, nms_problem,
+from gpu_helpers import (TIE_CONF, detection_keys, detection_set_problem, end2end_rows, model_decode, nms_problem,
                          onnxruntime_candidates, output_rows, scene_images, tie_input, tie_model)
 
 from yolov3_trt import Detector
@@ -185,10 +185,10 @@ def _dla_cores() -> int:
 def _assert_valid_nms(engine: Path, raw_onnx: Path, blob: np.ndarray, flavour: str, what: str, *, top_k: int,
                       min_iou: float, score_tol: float) -> None:
     """The engine's detections are a greedy NMS of ONNX Runtime's candidates from ``raw_onnx``."""
-    heads, _ = model_heads("yolov3-tiny", SIZE)
-    candidates = onnxruntime_candidates(raw_onnx, blob, heads, SIZE)
+    decode = model_decode("yolov3-tiny", SIZE)
+    candidates = onnxruntime_candidates(raw_onnx, blob, decode)
     with _closing(engine) as backend:
-        rows = output_rows(backend.infer(blob), flavour, heads, SIZE, conf=CONF, iou=0.45, max_det=100, top_k=top_k)
+        rows = output_rows(backend.infer(blob), flavour, decode, conf=CONF, iou=0.45, max_det=100, top_k=top_k)
     assert sum(len(r.scores) for r in rows) > 0, "no detections: the comparison would be empty"
     for i, (kept, image_candidates) in enumerate(zip(rows, candidates)):
         problem = nms_problem(kept, image_candidates, conf=CONF, iou=0.45, max_det=100, top_k=top_k,

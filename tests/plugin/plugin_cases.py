@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from yolov3_trt.darknet.layers import YoloHead
+from yolov3_trt.specs import DecodeSpec
 
 YOLOV3_ANCHORS = (((116.0, 90.0), (156.0, 198.0), (373.0, 326.0)), ((30.0, 61.0), (62.0, 45.0), (59.0, 119.0)),
                   ((10.0, 13.0), (16.0, 30.0), (33.0, 23.0)))
@@ -12,6 +13,12 @@ STRIDES = (32, 16, 8)
 
 def yolov3_heads(classes: int) -> list[YoloHead]:
     return [YoloHead(i, anchors, classes) for i, anchors in enumerate(YOLOV3_ANCHORS)]
+
+
+def yolov3_decode(classes: int, size: int | tuple[int, int]) -> DecodeSpec:
+    """yolov3's heads (strides 32/16/8) with ``classes`` classes at ``size`` (N, or (width, height))."""
+    width, height = (size, size) if isinstance(size, int) else size
+    return DecodeSpec.from_strides(YOLOV3_ANCHORS, [(s, s) for s in STRIDES], classes, (width, height))
 
 
 def random_outputs(rng: np.random.Generator, batch: int, classes: int, size: int, *, obj_mean: float = -4.0,

@@ -17,6 +17,7 @@ from yolov3_trt.names import COCO_NAMES
 from yolov3_trt.plugin import host, trt_plugin
 from yolov3_trt.postprocess import postprocess
 from yolov3_trt.preprocess import preprocess, read_image
+from yolov3_trt.specs import NmsSpec
 
 
 def _model(name, tmp_path):
@@ -52,7 +53,7 @@ def test_plugin_node_reproduces_the_reference(name, heads, tmp_path):
     outputs = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"]).run(
         None, {"images": preprocess(images, (320, 320))[0]})
     num_dets, boxes, scores, classes = host.run_host(outputs, config)
-    expected = postprocess(outputs, model.heads, (320, 320), 0.2, 0.5, 50, 1024)
+    expected = postprocess(outputs, model.decode_spec((320, 320)), NmsSpec(0.2, 0.5, 50, 1024))
     assert sum(len(e[0]) for e in expected) > 0
     for b, (eb, es, ec) in enumerate(expected):
         n = num_dets[b, 0]

@@ -96,6 +96,48 @@ def test_end2end_refuses_settings_it_cannot_honour(models):
         Detector(path, iou=0.6)
 
 
+def test_detector_holds_the_decode_and_nms_specs(models):
+    from dataclasses import replace
+
+    from yolov3_trt.postprocess import DEFAULT_IOU, DEFAULT_PRE_NMS_TOP_K
+    from yolov3_trt.specs import NmsSpec
+
+    with Detector(models["folder"] / "raw.onnx", conf=CONF, max_det=3) as d:
+        assert d.decode == models["model"].decode_spec(SIZE) and d.metadata.nms_spec() is None
+        assert d.nms == NmsSpec(CONF, DEFAULT_IOU, 3, DEFAULT_PRE_NMS_TOP_K)
+        assert (d.conf, d.iou, d.max_det, d.pre_nms_top_k) == (CONF, DEFAULT_IOU, 3, DEFAULT_PRE_NMS_TOP_K)
+        for name in ("conf", "iou", "max_det", "pre_nms_top_k"):  # read-only views of d.nms
+            with pytest.raises(AttributeError):
+                setattr(d, name, 0.9)
+    with Detector(models["folder"] / "e2e.onnx", conf=0.6) as d:  # the rest: the baked NMS
+        assert d.nms == replace(d.metadata.nms_spec(), conf=0.6) and d.metadata.nms_spec().conf == CONF
+
+
+def _with_props(source, target, **changes):
+    """A copy of the ONNX file ``source`` with metadata ``yolov3_trt.<key>`` set (None: removed)."""
+    model = onnx.load(str(source))
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in changes.items():
+        props.pop(f"yolov3_trt.{key}", None)
+        if value is not None:
+            props[f"yolov3_trt.{key}"] = value
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(target))
+    return target
+
+
+def test_broken_metadata_is_a_file_error_naming_the_file(models, tmp_path):
+    strides = _with_props(models["folder"] / "raw.onnx", tmp_path / "strides.onnx", strides="[[30, 30], [16, 16]]")
+    with pytest.raises(FileError, match=r"strides.onnx: broken yolov3_trt metadata \(head 0: stride \(30, 30\)"):
+        Detector(strides)
+    no_conf = _with_props(models["folder"] / "e2e.onnx", tmp_path / "no_conf.onnx", conf=None)
+    with pytest.raises(FileError, match="no_conf.onnx: broken yolov3_trt metadata .*without its conf"):
+        Detector(no_conf)
+    negative = _with_props(models["folder"] / "e2e.onnx", tmp_path / "negative.onnx", conf="-0.5")
+    with pytest.raises(FileError, match=r"negative.onnx: broken yolov3_trt metadata \(conf must be >= 0"):
+        Detector(negative)
+
+
 def test_shared_across_threads(models, images):
     with Detector(models["folder"] / "raw.onnx", conf=CONF) as d:
         expected = d.detect(images[1])

@@ -2,8 +2,15 @@
 
 The library is ``plugins/yolo_decode_nms/decode_nms.cuh`` compiled by the C++ compiler (no
 CUDA) with the loop executor, by ``setup.py`` (``pip install -e .`` builds it in place). It is
-the same algorithm the GPU kernel runs, and gives the same detections as the numpy reference
+the same algorithm the GPU kernel runs, and gives the same detections as the numpy fallback
 :func:`yolov3_trt.postprocess.postprocess`, which the tests check on randomised heads.
+
+Contract: :func:`postprocess_host` ``(outputs, decode: DecodeSpec, nms: NmsSpec)`` is
+interchangeable with :func:`yolov3_trt.postprocess.postprocess`: the same arguments, the same
+checks (:func:`~yolov3_trt.postprocess.check_outputs`), the same detections. :func:`run_host`
+is the library's own interface: a :class:`~yolov3_trt.plugin.params.PluginConfig` in, the
+plugin's fixed-size outputs out. Missing or stale libraries are a PluginError with the build
+command; the library's out-of-memory status is an EnvironmentFailure, other statuses ValueError.
 """
 from __future__ import annotations
 
@@ -15,10 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..darknet.layers import YoloHead
-from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, ImageDetections
 from ..errors import EnvironmentFailure
-from ..postprocess import check_input_size, check_outputs
+from ..postprocess import DEFAULT_NMS, ImageDetections, check_outputs
 from ..specs import DecodeSpec, NmsSpec
 from .params import PluginConfig, YoloParamsStruct
 from .sources import BUILD_HINT, LIBRARY_NAME, PluginError
@@ -113,17 +118,16 @@ def run_host(outputs: Sequence[np.ndarray], config: PluginConfig, *, threads: in
     return num_dets, boxes, scores, classes
 
 
-def postprocess_host(outputs: Sequence[np.ndarray], heads: Sequence[YoloHead], input_size: Sequence[int],
-                     conf: float = DEFAULT_CONF, iou: float = DEFAULT_IOU, max_det: int = DEFAULT_MAX_DET,
-                     pre_nms_top_k: int | None = DEFAULT_PRE_NMS_TOP_K, *, threads: int = 1) -> list[ImageDetections]:
+def postprocess_host(outputs: Sequence[np.ndarray], decode: DecodeSpec, nms: NmsSpec = DEFAULT_NMS, *,
+                     threads: int = 1) -> list[ImageDetections]:
     """Drop-in for :func:`yolov3_trt.postprocess.postprocess` on the host library: same arguments,
     same checks, same detections (per image: boxes (K, 4) float32 xyxy in network pixels,
-    scores (K,) float32, class ids (K,) int32)."""
-    nms = NmsSpec(conf=conf, iou=iou, max_det=max_det, pre_nms_top_k=pre_nms_top_k)
-    net_size = check_input_size(input_size)
+    scores (K,) float32, class ids (K,) int32). ``threads``: the host executor's logical threads
+    (any count gives the same result)."""
+    if not isinstance(nms, NmsSpec):
+        raise TypeError(f"nms must be an NmsSpec, got {type(nms).__name__}")
     outputs = [np.asarray(o) for o in outputs]
-    check_outputs(outputs, heads)
-    decode = DecodeSpec.from_outputs([h.anchors for h in heads], outputs, heads[0].classes, net_size)
+    check_outputs(outputs, decode)
     config = PluginConfig(decode, dataclasses.replace(nms, pre_nms_top_k=nms.top_k_for(decode)))
     num_dets, boxes, scores, classes = run_host(outputs, config, threads=threads)
     return [(boxes[b, :n].copy(), scores[b, :n].copy(), classes[b, :n].copy())

@@ -1,4 +1,14 @@
-"""``Detector``: images in, :class:`~yolov3_trt.detections.Detections` out, on any backend."""
+"""``Detector``: images in, :class:`~yolov3_trt.detections.Detections` out, on any backend.
+
+Contract: a Detector holds its model's :class:`~yolov3_trt.specs.DecodeSpec` (``decode``, from
+the file's metadata: inconsistent metadata is a FileError naming the file) and the resolved
+:class:`~yolov3_trt.specs.NmsSpec` (``nms``: each threshold the user's, else the model's baked
+one, else the package default; ``conf``, ``iou``, ``max_det`` and ``pre_nms_top_k`` read it).
+``raw`` outputs go to one of two interchangeable post-processors, both ``(outputs, decode,
+nms)``: the plugin's host build or the numpy fallback. ``end2end`` and ``plugin`` graphs have
+NMS inside (``metadata.nms_spec()``): only stricter settings than the baked ones are accepted,
+and they are applied to the graph's detections.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,12 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..darknet.layers import MAX_INPUT_SIDE, YoloHead
+from ..darknet.layers import MAX_INPUT_SIDE
 from ..detections import Detections
 from ..errors import DetectorArgumentError, FileError, YoloV3TrtError
 from ..metadata import ModelMetadata
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
 from ..preprocess import preprocess
+from ..specs import DecodeSpec, NmsSpec
 from ..vocab import Postprocessor
 from .backends import DeviceError, backend_class, check_device, check_loaded_device, check_options, choose
 from .backends.base import Backend
@@ -213,36 +224,75 @@ class Detector:
     def _init(self, backend: Backend, conf: float | None, iou: float | None, max_det: int | None,
               postprocessor: str = "auto") -> None:
         meta = backend.metadata
-        self._postprocess, self.postprocessor = _choose_postprocessor(postprocessor, meta.anchors)
+        self.decode: DecodeSpec = meta.decode_spec(backend.path)  # FileError naming the file when broken
+        self._postprocess, self.postprocessor = _choose_postprocessor(postprocessor, self.decode.anchors)
         self._backend = backend
         self.metadata: ModelMetadata = meta
+        baked = None
         if meta.flavour != "raw":  # end2end or plugin: NMS inside the graph
-            self._check_baked(conf, iou, max_det)
-        self.conf = conf if conf is not None else (meta.conf if meta.conf is not None else DEFAULT_CONF)
-        if not 0 <= self.conf <= 1:  # a model's own (metadata) value; the user's were checked already
-            raise YoloV3TrtError(f"conf {self.conf} is not a score threshold in [0, 1]")
-        self.iou = iou if iou is not None else (meta.iou if meta.iou is not None else DEFAULT_IOU)
-        self.max_det = max_det if max_det is not None else (meta.max_det or DEFAULT_MAX_DET)
-        self.pre_nms_top_k = meta.pre_nms_top_k or DEFAULT_PRE_NMS_TOP_K
-        self._heads = [YoloHead(i, anchors, meta.num_classes) for i, anchors in enumerate(meta.anchors)]
+            try:
+                baked = meta.nms_spec()
+            except ValueError as err:
+                raise FileError(backend.path, f"broken yolov3_trt metadata ({err})") from None
+            if baked is None:
+                raise FileError(backend.path, f"broken yolov3_trt metadata (a {meta.flavour} graph without its "
+                                              "conf, iou and max_det)")
+            self._check_baked(baked, conf, iou, max_det)
+        self.nms: NmsSpec = self._resolve_nms(baked, conf, iou, max_det)
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
         logger.info("%s on %s, input %dx%d, %d classes, %s graph", backend.path, backend.description,
-                    *meta.input_size, meta.num_classes, meta.flavour)
+                    *self.decode.input_size, self.decode.num_classes, meta.flavour)
 
-    def _check_baked(self, conf: float | None, iou: float | None, max_det: int | None) -> None:
-        """An end-to-end graph has NMS inside: only stricter settings can be applied after it."""
-        meta, path = self.metadata, self._backend.path
-        if conf is not None and conf < meta.conf:
-            raise YoloV3TrtError(f"{path}: exported end2end with conf {meta.conf}; conf {conf} needs a re-export "
+    def _resolve_nms(self, baked: NmsSpec | None, conf: float | None, iou: float | None,
+                     max_det: int | None) -> NmsSpec:
+        """Each setting the user's, else the model's (``baked``; for raw graphs whatever loose
+        thresholds the metadata holds, usually none), else the package default."""
+        model = baked or self.metadata
+        resolved_conf = conf if conf is not None else (model.conf if model.conf is not None else DEFAULT_CONF)
+        if not 0 <= resolved_conf <= 1:  # a model's own (metadata) value; the user's were checked already
+            raise YoloV3TrtError(f"conf {resolved_conf} is not a score threshold in [0, 1]")
+        try:
+            return NmsSpec(conf=resolved_conf,
+                           iou=iou if iou is not None else (model.iou if model.iou is not None else DEFAULT_IOU),
+                           max_det=max_det if max_det is not None else (model.max_det or DEFAULT_MAX_DET),
+                           pre_nms_top_k=model.pre_nms_top_k or DEFAULT_PRE_NMS_TOP_K)
+        except ValueError as err:  # only the metadata's values can be out of range here
+            raise FileError(self._backend.path, f"broken yolov3_trt metadata ({err})") from None
+
+    def _check_baked(self, baked: NmsSpec, conf: float | None, iou: float | None, max_det: int | None) -> None:
+        """An end-to-end graph has NMS inside (``baked``): only stricter settings can be applied after it."""
+        path = self._backend.path
+        if conf is not None and conf < baked.conf:
+            raise YoloV3TrtError(f"{path}: exported end2end with conf {baked.conf}; conf {conf} needs a re-export "
                                  "(or the raw flavour)")
-        if iou is not None and iou != meta.iou:
-            raise YoloV3TrtError(f"{path}: exported end2end with iou {meta.iou}; iou {iou} needs a re-export "
+        if iou is not None and iou != baked.iou:
+            raise YoloV3TrtError(f"{path}: exported end2end with iou {baked.iou}; iou {iou} needs a re-export "
                                  "(or the raw flavour)")
-        if max_det is not None and max_det > meta.max_det:
-            raise YoloV3TrtError(f"{path}: exported end2end with max_det {meta.max_det}; more needs a re-export")
+        if max_det is not None and max_det > baked.max_det:
+            raise YoloV3TrtError(f"{path}: exported end2end with max_det {baked.max_det}; more needs a re-export")
 
     # ---- properties ----------------------------------------------------------------------
+
+    @property
+    def conf(self) -> float:
+        """Score threshold: a detection is kept when its score is above it."""
+        return self.nms.conf
+
+    @property
+    def iou(self) -> float:
+        """Per-class NMS IoU threshold."""
+        return self.nms.iou
+
+    @property
+    def max_det(self) -> int:
+        """Most detections per image."""
+        return self.nms.max_det
+
+    @property
+    def pre_nms_top_k(self) -> int | None:
+        """Candidates entering NMS, the best by score."""
+        return self.nms.pre_nms_top_k
 
     @property
     def backend(self) -> str:
@@ -287,8 +337,7 @@ class Detector:
     def _detections(self, outputs: list[np.ndarray]):
         """Per image (boxes in network pixels, scores, class ids) from one batch's outputs."""
         if self.metadata.flavour == "raw":
-            return self._postprocess(outputs, self._heads, self.input_size, self.conf, self.iou, self.max_det,
-                                     self.pre_nms_top_k)
+            return self._postprocess(outputs, self.decode, self.nms)
         num_dets, boxes, scores, classes = outputs
         out = []
         for n, b, s, c in zip(num_dets[:, 0], boxes, scores, classes):

@@ -83,12 +83,11 @@ def fixed_size(detections, max_det: int):
 
 def expected(heads: list[np.ndarray], **nms) -> tuple[np.ndarray, ...]:
     """The numpy reference's detections in the plugin's layout."""
-    from yolov3_trt.darknet.layers import YoloHead
     from yolov3_trt.postprocess import postprocess
+    from yolov3_trt.specs import NmsSpec
 
-    settings = {**NMS, **nms}
-    yolo = [YoloHead(i, anchors, CLASSES) for i, anchors in enumerate(ANCHORS)]
-    return fixed_size(postprocess(heads, yolo, INPUT_SIZE, **settings), settings["max_det"])
+    settings = NmsSpec(**{**NMS, **nms})
+    return fixed_size(postprocess(heads, decode_spec(), settings), settings.max_det)
 
 
 def attributes() -> dict:
