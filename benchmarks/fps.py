@@ -20,20 +20,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import gemm_gflops, machine_info, physical_cores  # noqa: E402
-from plot import plot  # noqa: E402
+from machine import gemm_gflops, machine_info, percentile, physical_cores, timed  # noqa: E402
+from plot import plot, table  # noqa: E402
 
 # Each model against its own published row, never another model's (Titan X, Darknet). Full YOLOv3:
 # the paper, Table 3 / Figure 3 (ms per image; FPS as on the Darknet website); yolov3-tiny and
@@ -67,9 +67,9 @@ def build_parser():
     add_flag(p, "--weights", default_text="random, see --help text")
     add_flag(p, "--sizes", default="320,416,608")
     add_flag(p, "--infer-batches", default="1")
-    add_flag(p, "--backends", default="onnxruntime,tensorrt,torch-eager,opencv-dnn")
+    add_flag(p, "--backends", default="onnxruntime,openvino,tensorrt,torch-eager,opencv-dnn,openvino-net")
     add_flag(p, "--trt-batch", default="1,8")
-    add_flag(p, "--precisions", default="fp32,fp16,int8-cpu,int8-tensorrt")
+    add_flag(p, "--precisions", default="fp32,bf16,fp16,int8-cpu,int8-tensorrt")
     add_flag(p, "--calib", default=str(DEFAULT_PHOTO.parent), default_text="the Darknet samples; speed does not "
              "depend on them")
     add_flag(p, "--calib-images", default=4)
@@ -109,29 +109,13 @@ def check_inputs(args: argparse.Namespace) -> None:
                                                     f"has {found:,} ({found - expected:+,}): not weights for --cfg "
                                                     f"{args.cfg}")
     int8 = [p for p in args.precisions if p.startswith("int8")]
-    if int8 and "onnxruntime" in args.backends and not Path(args.calib).exists():
+    if int8 and {"onnxruntime", "openvino", "openvino-net"} & set(args.backends) and not Path(args.calib).exists():
         raise FileError(args.calib, f"no such calibration folder (--calib, for {', '.join(int8)})")
-    if {"onnxruntime", "tensorrt", "torch"} & set(args.backends):
+    if {"onnxruntime", "openvino", "openvino-net", "tensorrt", "torch"} & set(args.backends):
         from yolov3_trt.export.onnx_export import check_export_memory
 
         for size in args.sizes:  # the ONNX files are exported at batch 1: refused here, not killed mid-run
             check_export_memory(network, size, size)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
-def timed(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
-    """Wall-clock ms of ``runs`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
 
 
 class Bench:
@@ -139,15 +123,16 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, workdir: Path):
         from yolov3_trt.darknet.builtin import load_cfg
+        from yolov3_trt.darknet.cfg import write_cfg
         from yolov3_trt.darknet.layers import build_network
         from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
+        from yolov3_trt.errors import YoloV3TrtError
         from yolov3_trt.preprocess import read_image
 
         self.args, self.workdir = args, workdir
         self.cfg = load_cfg(args.cfg)
         self.network = build_network(self.cfg)
         self.cfg_path = workdir / "model.cfg"
-        from yolov3_trt.darknet.cfg import write_cfg
         write_cfg(self.cfg, self.cfg_path)
         if args.weights:
             self.weights = Path(args.weights)
@@ -155,8 +140,6 @@ class Bench:
             self.weights = workdir / "random.weights"
             write_darknet_weights(self.weights, self.network,
                                   random_darknet_weights(self.network, 0, head_gain=0.1, objectness_bias=-6.0))
-        from yolov3_trt.errors import YoloV3TrtError
-
         try:
             self.image = read_image(args.image)
         except YoloV3TrtError:
@@ -186,9 +169,10 @@ class Bench:
     def detector(self, backend: str, size: int, batch: int, precision: str = "fp32") -> None:
         from yolov3_trt.runtime.detector import Detector
 
-        if backend == "onnxruntime":
-            path = self.onnx(size, precision)
-            detector = Detector(path, "onnxruntime", threads=self.args.threads)
+        if backend in ("onnxruntime", "openvino"):
+            path = self.onnx(size, "fp32" if precision == "bf16" else precision)
+            options = {"precision": "bf16" if precision == "bf16" else "f32"} if backend == "openvino" else None
+            detector = Detector(path, backend, threads=self.args.threads, backend_options=options)
         elif backend == "tensorrt":
             detector = Detector(self.engine(size, precision, batch), "tensorrt")
         else:
@@ -245,6 +229,19 @@ class Bench:
 
         self.add("opencv-dnn", "fp32", size, batch, timed(run, self.args.warmup, self.args.runs))
 
+    def openvino_net(self, size: int, batch: int, precision: str) -> None:
+        """OpenVINO's own network time (compile, infer on a blob): the CPU peer row."""
+        import openvino as ov
+
+        path = self.onnx(size, "fp32" if precision == "bf16" else precision)
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": self.args.threads}
+        request = core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+        blob = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+        self.add("openvino-net", precision, size, batch, timed(lambda: request.infer({0: blob}), self.args.warmup,
+                                                               self.args.runs))
+
     def tensorrt(self, size: int, batch: int, precision: str) -> None:
         """A TensorRT row, or a "not available" row saying why (no TensorRT or no GPU here)."""
         from yolov3_trt.build import availability
@@ -299,26 +296,6 @@ class Bench:
         return path
 
 
-def table(rows: list[dict[str, Any]], gemm: float) -> str:
-    head = (f"{'backend':<12} {'prec':<5} {'size':>4} {'batch':>5} {'p50 ms':>8} {'p90':>8} {'p99':>8} "
-            f"{'pre':>6} {'infer':>8} {'post':>6} {'FPS':>7} {'BFLOP/s':>8} {'%GEMM':>6}  scope")
-    lines = [head, "-" * len(head)]
-    width = max([5] + [len(r["precision"]) for r in rows])
-    lines[0] = head.replace(f"{'prec':<5}", f"{'prec':<{width}}")
-    lines[1] = "-" * len(lines[0])
-    for r in rows:
-        if "p50_ms" not in r:  # a row that could not run here: say why
-            lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['scope']}")
-            continue
-        pre = f"{r['preprocess_ms']:6.1f}" if r["preprocess_ms"] is not None else f"{'-':>6}"
-        post = f"{r['postprocess_ms']:6.1f}" if r["postprocess_ms"] is not None else f"{'-':>6}"
-        gemm_pct = f"{100 * r['bflops_per_s'] / gemm:5.0f}%" if gemm else f"{'-':>6}"
-        lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['p50_ms']:8.1f} "
-                     f"{r['p90_ms']:8.1f} {r['p99_ms']:8.1f} {pre} {r['infer_ms']:8.1f} {post} {r['fps']:7.2f} "
-                     f"{r['bflops_per_s']:8.1f} {gemm_pct}  {r['scope']}")
-    return "\n".join(lines)
-
-
 def paper_rows(cfg: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
     """(source, rows) published for ``cfg`` (a built-in name) at ``sizes``; BFLOP/s from the
     published BFLOPs over the published time. A cfg file has no published row: ("", [])."""
@@ -342,10 +319,17 @@ def main(argv=None) -> int:
         precisions = args.precisions
         trt_batches = args.trt_batch
         trt_precisions = [p for p in precisions if p in TRT_PRECISIONS]
+        per_backend = {"onnxruntime": [p for p in precisions if p != "bf16"], "tensorrt": trt_precisions,
+                       "openvino": precisions, "openvino-net": precisions}
         jobs = [(b, s, n, p) for s in sizes for b in backends for n in (trt_batches if b == "tensorrt" else batches)
-                for p in (precisions if b == "onnxruntime" else trt_precisions if b == "tensorrt" else ["fp32"])]
+                for p in per_backend.get(b, ["fp32"])]
         for backend, size, batch, precision in tqdm(jobs, desc="fps", unit="config"):
-            if backend in ("onnxruntime", "torch"):
+            if backend.startswith("openvino") and importlib.util.find_spec("openvino") is None:
+                bench.rows.append({"backend": backend, "precision": precision, "size": size, "batch": batch,
+                                   "scope": "not available: openvino is not installed (pip install '.[openvino]')"})
+            elif backend == "openvino-net":
+                bench.openvino_net(size, batch, precision)
+            elif backend in ("onnxruntime", "openvino", "torch"):
                 bench.detector(backend, size, batch, precision)
             elif backend == "tensorrt":
                 bench.tensorrt(size, batch, precision)

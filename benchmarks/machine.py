@@ -1,10 +1,10 @@
-"""What machine a benchmark ran on, and its measured FP32 GEMM rate (the compute ceiling)."""
+"""What machine a benchmark ran on, its measured FP32 GEMM rate (the compute ceiling), and timing helpers."""
 from __future__ import annotations
 
 import os
 import platform
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -79,3 +79,19 @@ def gemm_gflops(threads: int, n: int = 4096, repeats: int = 3) -> dict[str, floa
     results["torch"] = best(lambda: torch.mm(ta, tb))
     torch.set_num_threads(previous)
     return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def timed(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Wall-clock ms of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1e3)
+    return out

@@ -44,3 +44,23 @@ def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def table(rows: list[dict[str, Any]], gemm: float) -> str:
+    head = (f"{'backend':<12} {'prec':<5} {'size':>4} {'batch':>5} {'p50 ms':>8} {'p90':>8} {'p99':>8} "
+            f"{'pre':>6} {'infer':>8} {'post':>6} {'FPS':>7} {'BFLOP/s':>8} {'%GEMM':>6}  scope")
+    lines = [head, "-" * len(head)]
+    width = max([5] + [len(r["precision"]) for r in rows])
+    lines[0] = head.replace(f"{'prec':<5}", f"{'prec':<{width}}")
+    lines[1] = "-" * len(lines[0])
+    for r in rows:
+        if "p50_ms" not in r:  # a row that could not run here: say why
+            lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['scope']}")
+            continue
+        pre = f"{r['preprocess_ms']:6.1f}" if r["preprocess_ms"] is not None else f"{'-':>6}"
+        post = f"{r['postprocess_ms']:6.1f}" if r["postprocess_ms"] is not None else f"{'-':>6}"
+        gemm_pct = f"{100 * r['bflops_per_s'] / gemm:5.0f}%" if gemm else f"{'-':>6}"
+        lines.append(f"{r['backend']:<12} {r['precision']:<{width}} {r['size']:>4} {r['batch']:>5} {r['p50_ms']:8.1f} "
+                     f"{r['p90_ms']:8.1f} {r['p99_ms']:8.1f} {pre} {r['infer_ms']:8.1f} {post} {r['fps']:7.2f} "
+                     f"{r['bflops_per_s']:8.1f} {gemm_pct}  {r['scope']}")
+    return "\n".join(lines)

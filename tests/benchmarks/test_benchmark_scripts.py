@@ -91,10 +91,10 @@ FPS_ERRORS = {  # flags -> words of the one line fps.py prints before building a
     "tensorrt batch": (["--trt-batch", "x"], "argument --trt-batch: expected an integer, got 'x'"),
     "threads": (["--threads", "0"], "argument --threads: 0 must be >= 1"),
     "unknown backend": (["--backends", "onnxruntime,tflite"],
-                        "argument --backends: unknown 'tflite' (choose from onnxruntime, tensorrt, torch, torch-eager, "
-                        "opencv-dnn)"),
+                        "argument --backends: unknown 'tflite' (choose from onnxruntime, openvino, tensorrt, torch, "
+                        "torch-eager, opencv-dnn, openvino-net)"),
     "unknown precision": (["--precisions", "fp32,fp8"], "argument --precisions: unknown 'fp8' (choose from fp32, "
-                                                         "fp16, int8-cpu, int8-tensorrt)"),
+                                                         "bf16, fp16, int8-cpu, int8-tensorrt)"),
     "unknown cfg": (["--cfg", "yolov9"], "yolov9: no such cfg file, nor a built-in model"),
     "missing weights": (["--weights", "{tmp}/missing.weights"], "missing.weights: no such weights file"),
     "weights of another cfg": (["--weights", "{tmp}/short.weights"], "short.weights: --weights: <built-in yolov3-tiny> "
@@ -117,3 +117,19 @@ def test_fps_refuses_bad_arguments_up_front_with_one_line(case, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_fps_openvino_rows_beside_onnx_runtime(tmp_path):
+    pytest.importorskip("openvino")
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes", "128",
+                           "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32,bf16",
+                           "--backends", "onnxruntime,openvino,openvino-net", "--output", str(out)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "fps.json").read_text())["rows"]
+    # bf16 is OpenVINO's inference precision of the FP32 file: no ONNX Runtime row for it
+    assert [(r["backend"], r["precision"], r["scope"]) for r in rows] == [
+        ("onnxruntime", "fp32", "end to end"), ("openvino", "fp32", "end to end"), ("openvino", "bf16", "end to end"),
+        ("openvino-net", "fp32", "forward only"), ("openvino-net", "bf16", "forward only")]
+    assert all(r["p50_ms"] > 0 for r in rows)

@@ -22,8 +22,8 @@ from .types import (comma_list, fraction, int_between, integer, non_negative_flo
                     square_size)
 
 PER_TOOL_HELP = frozenset({"--output", "--json", "--force"})
-BENCH_BACKENDS = ("onnxruntime", "tensorrt", "torch", "torch-eager", "opencv-dnn")
-BENCH_PRECISIONS = ("fp32", "fp16", "int8-cpu", "int8-tensorrt")
+BENCH_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch", "torch-eager", "opencv-dnn", "openvino-net")
+BENCH_PRECISIONS = ("fp32", "bf16", "fp16", "int8-cpu", "int8-tensorrt")
 
 
 @dataclass(frozen=True)
@@ -173,11 +173,13 @@ FLAGS: dict[str, Flag] = {
     "--infer-batches": Flag("comma-separated images per inference call", comma_list(positive_int), "N,N"),
     "--trt-batch": Flag("comma-separated images per inference call of the tensorrt rows (each engine's profile: 1 "
                         "to the largest)", comma_list(positive_int), "N,N"),
-    "--backends": Flag("comma-separated: onnxruntime (the Detector), tensorrt (the Detector on engines built here), "
-                       "torch (the Detector on torch), torch-eager and opencv-dnn (peers, forward only)",
+    "--backends": Flag("comma-separated: onnxruntime, openvino (the Detector on ONNX Runtime or OpenVINO), tensorrt "
+                       "(the Detector on engines built here), torch (the Detector on torch), torch-eager, opencv-dnn "
+                       "and openvino-net (peers, network forward only)",
                        comma_list(one_of(BENCH_BACKENDS)), "NAME,NAME"),
-    "--precisions": Flag("comma-separated, for the onnxruntime backend: fp32, fp16 (ModelOpt AutoCast), int8-cpu "
-                         "(ONNX Runtime QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32",
+    "--precisions": Flag("comma-separated, for the onnxruntime and openvino backends: fp32, bf16 (the FP32 file with "
+                         "OpenVINO's BF16 inference; openvino only), fp16 (ModelOpt AutoCast), int8-cpu (ONNX Runtime "
+                         "QDQ), int8-tensorrt (ModelOpt Q/DQ, placed for TensorRT); others run fp32",
                          comma_list(one_of(BENCH_PRECISIONS)), "NAME,NAME"),
     "--warmup": Flag("untimed runs before the timed ones", non_negative_int, "N"),
     "--runs": Flag("timed runs of each measurement", positive_int, "N"),
