@@ -109,7 +109,7 @@ def _load(model_path: str | os.PathLike, backend: str, device: str, threads: int
     path = Path(model_path)
     if not path.is_file():
         raise FileError(path, "no such model file")
-    name = choose(path, backend)
+    name = choose(path, backend, device, backend_options)
     check_device(name, device)
     options = dict(backend_options or {})
     check_options(name, options)

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
-from ...errors import DeviceError, YoloV3TrtError
+from ...errors import DeviceError, FileError, YoloV3TrtError
+from ...metadata import PREFIX
+from ...onnx_props import read_metadata_props
+from ...vocab import Precision, Target
 from .base import Backend
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,6 @@ REGISTRY: dict[str, BackendEntry] = {
     "torch": BackendEntry(f"{_HERE}.torch_backend", "TorchBackend", "torch", (".pt", ".pth"), ("size",)),
     "tensorrt": BackendEntry(f"{_HERE}.trt_backend", "TensorRTBackend", "tensorrt", (".engine", ".plan"),
                              ("stream", "cuda_graph", "verify_hash")),
-    # after onnxruntime: "auto" keeps ONNX Runtime for .onnx until the fastest-per-file choice is measured
     "openvino": BackendEntry(f"{_HERE}.openvino_backend", "OpenVinoBackend", "openvino", (".onnx",),
                              ("precision",)),
 }
@@ -69,12 +75,57 @@ def check_options(name: str, options: dict) -> None:
                              f"(it takes: {takes})")
 
 
-def choose(path: str | os.PathLike, backend: str) -> str:
+# The fastest CPU runtime per kind of .onnx file, measured by ``python benchmarks/fps.py --backends
+# onnxruntime,openvino`` (yolov3-416, batch 1, 2 threads; README "CPU runtimes"): keyed by the file's
+# (precision, quantize_target) metadata. Not listed: ONNX Runtime, the base install's runtime.
+CPU_FASTEST: dict[tuple[str, str], str] = {
+    (Precision.INT8.value, Target.TENSORRT.value): "openvino",  # ModelOpt Q/DQ: integer kernels on OpenVINO only
+}
+
+
+def _file_kind(path: Path) -> tuple[str, str]:
+    """(precision, quantize_target) of an exported .onnx, from its metadata ("fp32", "" when absent);
+    ("", "") for a file that is not ONNX, which the chosen backend then refuses in its own words."""
+    try:
+        props = read_metadata_props(path)
+    except FileError:
+        return "", ""
+    return props.get(PREFIX + "precision", Precision.FP32.value), props.get(PREFIX + "quantize_target", "")
+
+
+def _auto_onnx(path: Path, usable: list[str], device: str, options: Mapping[str, Any]) -> str:
+    """``auto`` for an .onnx: ONNX Runtime on a GPU (its CUDA provider) or whenever it is the only
+    one that fits; on the CPU the runtime :data:`CPU_FASTEST` names for this kind of file."""
+    fitting = [name for name in usable if set(options) <= set(REGISTRY[name].options)]
+    if not fitting:
+        return usable[0]  # check_options then names what the backend does not take
+    ort = "onnxruntime" in fitting
+    if device.startswith("cuda") or (device == "auto" and ort and _ort_has_cuda()):
+        return "onnxruntime" if ort else fitting[0]
+    kind = _file_kind(path)
+    fastest = CPU_FASTEST.get(kind)
+    if fastest in fitting:
+        logger.info("backend auto: %s runs %s (%s %s: the fastest CPU runtime measured for it; backend="
+                    "'onnxruntime' to choose otherwise)", fastest, path.name, kind[0].upper(), kind[1])
+        return fastest
+    return "onnxruntime" if ort else fitting[0]
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def choose(path: str | os.PathLike, backend: str, device: str = "auto",
+           options: Mapping[str, Any] | None = None) -> str:
     """The backend to load ``path`` with: ``backend`` checked, or for ``auto`` the best installed.
 
-    ``auto`` goes by the file type (an .onnx runs on ONNX Runtime, CUDA provider first when
-    present; a checkpoint on torch, CUDA when present), since each format has one runtime that
-    executes it natively.
+    ``auto`` goes by the file type: a checkpoint runs on torch, an engine on TensorRT; an .onnx on
+    ONNX Runtime when a GPU is asked for or its CUDA provider is present, else on the CPU runtime
+    measured fastest for that kind of file (:data:`CPU_FASTEST`: OpenVINO for the INT8 file placed
+    for TensorRT, when installed), and the log says which. ``options`` (the Detector's
+    ``backend_options``) keep ``auto`` to the backends that take them.
     """
     suffix = Path(path).suffix.lower()
     fits = [name for name, entry in REGISTRY.items() if suffix in entry.suffixes]
@@ -85,6 +136,8 @@ def choose(path: str | os.PathLike, backend: str) -> str:
         usable = [name for name in fits if installed(name)]
         if not usable:
             raise YoloV3TrtError(f"{os.fspath(path)}: needs the {REGISTRY[fits[0]].package} package, which is not installed")
+        if suffix == ".onnx":
+            return _auto_onnx(Path(path), usable, device if isinstance(device, str) else "auto", options or {})
         return usable[0]
     if backend not in REGISTRY:
         raise YoloV3TrtError(f"unknown backend {backend!r} (available: auto, {', '.join(REGISTRY)})")
