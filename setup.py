@@ -1,5 +1,6 @@
 """The plugin's host library build. Metadata, dependencies and extras are PEP 621 in pyproject.toml;
-setup.py remains because the decode+NMS plugin's host library is compiled here: plugins/yolo_decode_nms/ built by the C++ compiler (no CUDA) into
+setup.py remains because the decode+NMS plugin's host library is compiled here: plugins/yolo_decode_nms/
+built by the C++ compiler (no CUDA) into
 yolov3_trt/plugin/libyolo_decode_nms.so, a plain shared library that yolov3_trt.plugin.host loads
 with ctypes. `pip install -e .` (or `python setup.py build_ext --inplace`) builds it in place;
 wheels carry it and a copy of the kernel sources (yolov3_trt/plugin/src/, for NVRTC)."""

@@ -54,7 +54,7 @@ TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
-from yolov3_trt.cli.flags import BENCH_BACKENDS as BACKENDS, BENCH_PRECISIONS as PRECISIONS  # noqa: E402,F401
+from yolov3_trt.cli.flags import BENCH_BACKENDS as BACKENDS  # noqa: E402,F401
 
 
 def build_parser():

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     print(f"{args.cfg} {args.size}, inference only, {args.threads} threads, {args.rounds}x{args.runs} runs each")
     print(f"{'file':<40} {'best ms':>8} {'p50 ms':>8} {'x FP32 (best)':>14} {'x FP32 (p50)':>13}")
     for r in rows:
-        print(f"{r['file']:<40} {r['best_ms']:8.1f} {r['p50_ms']:8.1f} {r['speedup_best']:14.2f} {r['speedup_p50']:13.2f}")
+        print(f"{r['file']:<40} {r['best_ms']:8.1f} {r['p50_ms']:8.1f} "
+              f"{r['speedup_best']:14.2f} {r['speedup_p50']:13.2f}")
     command = "python benchmarks/" + " ".join([Path(__file__).name, *(argv or sys.argv[1:])])
     atomic_write_json(Path(args.output) / "int8_cpu_speed.json",
                       {"command": command, "machine": machine_info(), "cfg": args.cfg, "size": args.size,

@@ -26,7 +26,8 @@ def cpu_flags() -> list[str]:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
-                    return sorted(flags & {"avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"})
+                    return sorted(flags & {"avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16",
+                                           "amx_tile"})
     except OSError:
         pass
     return []

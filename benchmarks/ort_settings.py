@@ -90,13 +90,15 @@ def main(argv=None) -> int:
             ms = timed(run, args.warmup, args.runs)
             results.append({"setting": name.strip(), "p50_ms": float(np.median(ms)), "min_ms": float(np.min(ms))})
     base = results[0]["p50_ms"]
-    print(f"{args.cfg} at {args.size}, batch 1, {machine_info()['cpu']}, {threads} cores, onnxruntime {ort.__version__}")
+    print(f"{args.cfg} at {args.size}, batch 1, {machine_info()['cpu']}, {threads} cores, "
+          f"onnxruntime {ort.__version__}")
     print(f"{'setting':<32} {'p50 ms':>8} {'min ms':>8} {'vs defaults':>12}")
     for (name, _, _), r in zip(variants(threads), results):
         print(f"{name:<32} {r['p50_ms']:8.1f} {r['min_ms']:8.1f} {100 * (base / r['p50_ms'] - 1):+11.1f}%")
     out = Path(args.output)
-    atomic_write_json(out / "ort_settings.json", {"command": "python benchmarks/ort_settings.py " + " ".join(argv or sys.argv[1:]),
-                                                  "machine": machine_info(), "results": results})
+    atomic_write_json(out / "ort_settings.json",
+                      {"command": "python benchmarks/ort_settings.py " + " ".join(argv or sys.argv[1:]),
+                       "machine": machine_info(), "results": results})
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     generate(out / "data", args.images, size=args.size, seed=0, val_fraction=0.2, overwrite=True)
     command = ["--data", str(out / "data" / "train.txt"), "--val", str(out / "data" / "val.txt"),
-               "--cfg", args.cfg, "--size", str(args.size), "--epochs", str(args.epochs), "--batch-size", str(args.batch),
+               "--cfg", args.cfg, "--size", str(args.size), "--epochs", str(args.epochs),
+               "--batch-size", str(args.batch),
                "--optimizer", "adamw", "--lr", str(args.lr), "--weight-decay", "0.0005", "--warmup-epochs", "2",
                "--eval-every", "5", "--seed", "0", "--output", str(out / "run"), "--force"]  # its own run
     status = run(train_main, command)

@@ -58,7 +58,8 @@ def test_empty_union_is_zero_everywhere() -> None:
         assert paired_iou(a[0], b[0]) == 0.0
     assert wh_iou([[0, 0]], [[0, 0]]).tolist() == [[0.0]]
     assert shape_iou(np.zeros((1, 2)), np.zeros((1, 2))).tolist() == [[0.0]]
-    assert box_iou_cxcywh(torch.tensor([[5.0, 5.0, 0.0, 0.0]]), torch.tensor([[5.0, 5.0, 0.0, 0.0]])).tolist() == [[0.0]]
+    assert box_iou_cxcywh(torch.tensor([[5.0, 5.0, 0.0, 0.0]]),
+                          torch.tensor([[5.0, 5.0, 0.0, 0.0]])).tolist() == [[0.0]]
     # A NaN coordinate makes the union undefined: 0 too, not NaN.
     assert box_iou([[np.nan, 0, 1, 1]], [[0, 0, 1, 1]]).tolist() == [[0.0]]
 

@@ -6,7 +6,6 @@ it would need; :func:`yolov3_trt.cli.common.run` must then name the extra that b
 """
 from __future__ import annotations
 
-import ast
 import importlib
 import subprocess
 import sys

@@ -2,14 +2,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from dataclasses import replace
-
-from yolov3_trt.postprocess import (DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_NMS, DEFAULT_PRE_NMS_TOP_K,
-                                    batched_nms, check_outputs, decode, nms, postprocess, sigmoid)
+from yolov3_trt.postprocess import (
+    DEFAULT_CONF,
+    DEFAULT_IOU,
+    DEFAULT_MAX_DET,
+    DEFAULT_NMS,
+    DEFAULT_PRE_NMS_TOP_K,
+    batched_nms,
+    check_outputs,
+    decode,
+    nms,
+    postprocess,
+    sigmoid,
+)
 from yolov3_trt.specs import DecodeSpec, NmsSpec
 
 NET = (128, 96)  # (net_w, net_h)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from yolov3_trt.errors import ImageReadError, YoloV3TrtError
-from yolov3_trt.preprocess import (ImageTransform, letterbox, letterbox_size, preprocess, read_image,
-                                   resize, to_rgb)
+from yolov3_trt.preprocess import ImageTransform, letterbox, letterbox_size, preprocess, read_image, resize, to_rgb
 
 DARKNET = Path(__file__).resolve().parents[2] / "shared" / "darknet"
 DOG = DARKNET / "images" / "dog.jpg"

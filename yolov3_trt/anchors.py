@@ -16,7 +16,6 @@ from .boxes import wh_iou
 from .cli.common import UsageError, make_parser, run
 from .cli.flags import add_flag
 
-
 shape_iou = wh_iou  # (N, K) IoU of centred (w, h) boxes with centred (w, h) anchors: yolov3_trt.boxes
 
 

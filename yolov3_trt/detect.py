@@ -25,14 +25,30 @@ from .cli.args import ModelArgs, PostprocessArgs, RuntimeArgs
 from .cli.common import UsageError, make_parser, run
 from .cli.flags import add_flag
 from .cli.models import detector_for
-from .cli.outputs import (ResultFolder, StagedFiles, absolute, add_force_arg, check_not_input, check_output_file,
-                          existing_inputs, model_inputs)
+from .cli.outputs import (
+    ResultFolder,
+    StagedFiles,
+    absolute,
+    add_force_arg,
+    check_not_input,
+    check_output_file,
+    existing_inputs,
+    model_inputs,
+)
 from .detections import coco_image_ids
 from .errors import ImageReadError
 from .fileio import atomic_write_json
 from .names import coco_category_ids
-from .sources import (AnnotatedOutput, Frame, ImageSource, Source, StreamSource, TruncatedVideoError, VideoSource,
-                      open_source)
+from .sources import (
+    AnnotatedOutput,
+    Frame,
+    ImageSource,
+    Source,
+    StreamSource,
+    TruncatedVideoError,
+    VideoSource,
+    open_source,
+)
 from .visualize import draw_detections
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import FileError, FileWriteError
-
+from .errors import FileWriteError
 
 
 def file_mode() -> int:

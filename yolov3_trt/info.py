@@ -10,8 +10,17 @@ from .cli.args import ModelArgs
 from .cli.common import make_parser, run
 from .cli.flags import add_flag
 from .darknet.builtin import load_cfg, set_classes
-from .darknet.layers import (AvgPoolSpec, ConvSpec, LayerShape, MaxPoolSpec, RouteSpec, ShortcutSpec, SoftmaxSpec,
-                             UpsampleSpec, build_network)
+from .darknet.layers import (
+    AvgPoolSpec,
+    ConvSpec,
+    LayerShape,
+    MaxPoolSpec,
+    RouteSpec,
+    ShortcutSpec,
+    SoftmaxSpec,
+    UpsampleSpec,
+    build_network,
+)
 from .darknet.weights import expected_size
 from .fileio import atomic_write_json
 
@@ -26,7 +35,8 @@ def layer_line(s: LayerShape) -> str:
     spec, io = s.spec, f"{_dims(s.input)}   ->  {_dims(s.output)}"
     if isinstance(spec, ConvSpec):
         groups = f" {spec.groups}g" if spec.groups > 1 else ""
-        text = f"conv  {spec.filters:5d}{groups} {spec.size:2d} x{spec.size:2d} /{spec.stride:2d}  {io}  {s.bflops:5.3f} BFLOPs"
+        text = (f"conv  {spec.filters:5d}{groups} {spec.size:2d} x{spec.size:2d} /{spec.stride:2d}  "
+                f"{io}  {s.bflops:5.3f} BFLOPs")
     elif isinstance(spec, MaxPoolSpec):
         text = f"max          {spec.size:2d} x{spec.size:2d} /{spec.stride:2d}  {io}"
     elif isinstance(spec, ShortcutSpec):

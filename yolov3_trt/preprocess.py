@@ -9,7 +9,8 @@ Darknet's ``resize_image`` is a separable bilinear resize with *align-corners* s
 column ``c`` samples input ``x = c * (im_w - 1) / (new_w - 1)`` (the last output column is the
 last input column), columns first, then rows, in float32. OpenCV's ``resize`` samples pixel
 centres instead and ``remap`` quantises positions to 1/32 pixel, so neither matches; the resize
-(:mod:`yolov3_trt.darknet_resize`) is written out with the same float32 arithmetic, and OpenCV only does what is exact: an
+(:mod:`yolov3_trt.darknet_resize`) is written out with the same float32 arithmetic, and OpenCV only
+does what is exact: an
 integer-index gather (``remap`` with ``INTER_NEAREST``) and a table lookup (``LUT``).
 
 Speed (the runtime calls :func:`preprocess` on every frame): one exact gather takes, straight

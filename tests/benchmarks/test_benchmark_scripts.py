@@ -13,7 +13,8 @@ from helpers import ROOT
 def test_fps_script_writes_table_json_csv_png(tmp_path):
     out = tmp_path / "bench"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes",
-                           "128,160", "--infer-batches", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32",
+                           "128,160", "--infer-batches", "1,2", "--runs", "2", "--warmup", "0", "--no-gemm",
+                           "--precisions", "fp32",
                            "--backends", "onnxruntime,torch,torch-eager,opencv-dnn", "--output", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -122,8 +123,8 @@ def test_fps_refuses_bad_arguments_up_front_with_one_line(case, tmp_path):
 def test_fps_openvino_rows_beside_onnx_runtime(tmp_path):
     pytest.importorskip("openvino")
     out = tmp_path / "bench"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes", "128",
-                           "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32,bf16",
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny",
+                           "--sizes", "128", "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32,bf16",
                            "--backends", "onnxruntime,openvino,openvino-net", "--output", str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -28,8 +28,15 @@ from helpers import ROOT, random_model
 
 from yolov3_trt.build.__main__ import main as build_main
 from yolov3_trt.cli.common import run
-from yolov3_trt.cli.outputs import (MANIFEST, OutputError, ResultFolder, StagedFiles, check_output_file,
-                                    check_output_folder, check_writable_folder)
+from yolov3_trt.cli.outputs import (
+    MANIFEST,
+    OutputError,
+    ResultFolder,
+    StagedFiles,
+    check_output_file,
+    check_output_folder,
+    check_writable_folder,
+)
 from yolov3_trt.data.__main__ import main as data_main
 from yolov3_trt.detect import main as detect_main
 from yolov3_trt.evaluate.__main__ import main as evaluate_main
@@ -128,7 +135,8 @@ CASES = [
     Case("detect-output-is-the-input-video", "detect", "{video} " + M + " --output {video}", ("clip.mp4", "--output")),
     Case("detect-output-beside-the-video-replaces-it", "detect", "{video} " + M + " --output {ws}",
          ("clip.mp4", "--output")),
-    Case("detect-output-is-a-file", "detect", "{photo} " + M + " --output {tmp}/blocker", ("blocker", "--output"), FILE),
+    Case("detect-output-is-a-file", "detect", "{photo} " + M + " --output {tmp}/blocker",
+         ("blocker", "--output"), FILE),
     Case("detect-output-under-a-file", "detect", "{photo} " + M + " --output {tmp}/blocker/out",
          ("blocker", "--output"), FILE),
     Case("detect-json-is-a-folder", "detect", "{photo} " + M + " --output {out} --json {tmp}/j",
@@ -290,7 +298,8 @@ def test_detect_repeat_run_needs_force_and_leaves_no_stale_results(ws, tmp_path,
     (one / "a.jpg").write_bytes(ws["photo"].read_bytes())
     with caplog.at_level(logging.INFO, logger="yolov3_trt.cli.outputs"):
         assert _detect(ws, one, "--output", out, "--force") == 0
-    assert "replacing the earlier run's results in" in caplog.text and "removed 1 of the earlier run's files" in caplog.text
+    assert "replacing the earlier run's results in" in caplog.text
+    assert "removed 1 of the earlier run's files" in caplog.text
     second = _files(out)
     assert sorted(second) == [MANIFEST, "a.jpg", "detections.json", "mine.txt"]
     assert {r["file_name"] for r in json.loads(second["detections.json"])} <= {"a.jpg"}
@@ -405,7 +414,8 @@ def test_check_output_file_cases(tmp_path):
         with pytest.raises(OutputError) as info:
             check_output_file(path, inputs=inputs, option="--output")
         assert message in str(info.value) and str(info.value).startswith(str(path)), str(info.value)
-    assert check_output_file(tmp_path / "folder" / "exists", inputs=inputs, force=True) == tmp_path / "folder" / "exists"
+    assert (check_output_file(tmp_path / "folder" / "exists", inputs=inputs, force=True)
+            == tmp_path / "folder" / "exists")
     assert check_output_file(tmp_path / "new" / "deeper" / "x.json") == tmp_path / "new" / "deeper" / "x.json"
     assert not (tmp_path / "new").exists()  # checking creates nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]  # no probe file left

@@ -20,9 +20,15 @@ from helpers import DARKNET
 from yolov3_trt.cli.common import UsageError, run
 from yolov3_trt.darknet.builtin import load_cfg
 from yolov3_trt.darknet.layers import build_network
-from yolov3_trt.darknet.official import (OFFICIAL_WEIGHTS, OfficialWeights, WeightsDownloadError,
-                                         official_name, official_weights_path, resolve_weights,
-                                         weights_cache_dir)
+from yolov3_trt.darknet.official import (
+    OFFICIAL_WEIGHTS,
+    OfficialWeights,
+    WeightsDownloadError,
+    official_name,
+    official_weights_path,
+    resolve_weights,
+    weights_cache_dir,
+)
 from yolov3_trt.darknet.weights import DarknetHeader, expected_size
 from yolov3_trt.errors import FileError
 

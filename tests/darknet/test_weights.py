@@ -8,8 +8,14 @@ from helpers import DARKNET
 from yolov3_trt.darknet.builtin import builtin_cfg, load_cfg
 from yolov3_trt.darknet.cfg import parse_cfg
 from yolov3_trt.darknet.layers import build_network
-from yolov3_trt.darknet.weights import (DarknetHeader, expected_size, random_darknet_weights, read_darknet_weights,
-                                        read_header, write_darknet_weights)
+from yolov3_trt.darknet.weights import (
+    DarknetHeader,
+    expected_size,
+    random_darknet_weights,
+    read_darknet_weights,
+    read_header,
+    write_darknet_weights,
+)
 from yolov3_trt.errors import DarknetWeightsError, FileError
 
 # Sizes of the files Darknet's authors publish (header 0.2.0 with a 64-bit "seen").

@@ -5,9 +5,17 @@ import cv2
 import numpy as np
 import pytest
 
-from yolov3_trt.data.augment import (FILL, Augment, hflip, hsv_jitter, letterbox_placement,
-                                     letterbox_with_boxes, random_affine_letterbox, random_placement,
-                                     transform_boxes)
+from yolov3_trt.data.augment import (
+    FILL,
+    Augment,
+    hflip,
+    hsv_jitter,
+    letterbox_placement,
+    letterbox_with_boxes,
+    random_affine_letterbox,
+    random_placement,
+    transform_boxes,
+)
 from yolov3_trt.preprocess import ImageTransform, letterbox
 
 # Non-overlapping rectangles (xyxy, continuous pixels) in a 320x240 image, one colour each.

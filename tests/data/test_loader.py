@@ -10,8 +10,7 @@ import torch
 
 from yolov3_trt.data.augment import Augment
 from yolov3_trt.data.dataset import DetectionDataset, Sample
-from yolov3_trt.data.loader import (EpochSampler, TrainingData, collate, make_loader, multiscale_size,
-                                    resize_batch)
+from yolov3_trt.data.loader import EpochSampler, TrainingData, collate, make_loader, multiscale_size, resize_batch
 from yolov3_trt.errors import ImageReadError
 from yolov3_trt.preprocess import letterbox_size
 

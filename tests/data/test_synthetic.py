@@ -12,8 +12,15 @@ import pytest
 from yolov3_trt.cli.common import run
 from yolov3_trt.data.__main__ import main
 from yolov3_trt.data.dataset import load_dataset
-from yolov3_trt.data.shapes import (MIN_OBJECT_SIZE, MIN_VISIBLE_FRACTION, SHAPE_NAMES, ShapeMask, compose,
-                                    resolve_occlusion, tight_box)
+from yolov3_trt.data.shapes import (
+    MIN_OBJECT_SIZE,
+    MIN_VISIBLE_FRACTION,
+    SHAPE_NAMES,
+    ShapeMask,
+    compose,
+    resolve_occlusion,
+    tight_box,
+)
 from yolov3_trt.data.synthetic import generate, render_image
 from yolov3_trt.errors import FileError
 from yolov3_trt.preprocess import read_image

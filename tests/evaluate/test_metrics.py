@@ -8,8 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from yolov3_trt.evaluate import (Evaluation, box_iou, coco_metrics, global_ap, match_detections, per_image_ap,
-                                 plot_pr_curves, precision_recall_curve)
+from yolov3_trt.evaluate import (
+    Evaluation,
+    box_iou,
+    coco_metrics,
+    global_ap,
+    match_detections,
+    per_image_ap,
+    plot_pr_curves,
+    precision_recall_curve,
+)
 
 pytest.importorskip("pycocotools")
 

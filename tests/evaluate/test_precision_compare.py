@@ -139,7 +139,8 @@ def test_compare_items_name_their_runtime_or_are_files(setup, tmp_path, capsys):
     assert parse_item(str(odd)) == (str(odd), "onnxruntime")  # an existing file keeps its @
     assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), f"{fp32}@tensorrt",
                                "--output", str(tmp_path / "o")]) == 2
-    assert "unknown runtime 'tensorrt' after @ (choose from onnxruntime, openvino, openvino-bf16)" in capsys.readouterr().err
+    assert ("unknown runtime 'tensorrt' after @ (choose from onnxruntime, openvino, openvino-bf16)"
+            in capsys.readouterr().err)
     assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), "--backend", "openvino",
                                "--output", str(tmp_path / "o")]) == 2
     assert "takes a runtime per file" in capsys.readouterr().err

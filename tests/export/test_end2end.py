@@ -33,7 +33,8 @@ def golden():
 
 def test_outputs_follow_efficientnms():
     model = append_end2end(raw_model(), DECODE, NMS)
-    outputs = {o.name: ([d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim], o.type.tensor_type.elem_type)
+    outputs = {o.name: ([d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim],
+                        o.type.tensor_type.elem_type)
                for o in model.graph.output}
     assert outputs == {"num_dets": (["batch", 1], TensorProto.INT32), "boxes": (["batch", 16, 4], TensorProto.FLOAT),
                        "scores": (["batch", 16], TensorProto.FLOAT), "classes": (["batch", 16], TensorProto.INT32)}

@@ -10,9 +10,9 @@ from helpers import DARKNET
 
 from yolov3_trt.cli.common import run
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
-from yolov3_trt.export.__main__ import main as export_main
 from yolov3_trt.errors import YoloV3TrtError
 from yolov3_trt.export import onnx_export
+from yolov3_trt.export.__main__ import main as export_main
 from yolov3_trt.export.onnx_export import export_onnx, fuse_batchnorm, supported_opsets
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.model.yolov3 import YoloV3
@@ -95,7 +95,8 @@ def test_end2end_with_no_detections(tmp_path):
 
 
 def test_metadata_round_trips(tmp_path):
-    model = YoloV3.from_cfg("yolov3-tiny", num_classes=2, anchors=[(5, 6), (7, 8), (9, 10), (20, 30), (40, 50), (60, 70)])
+    model = YoloV3.from_cfg("yolov3-tiny", num_classes=2,
+                            anchors=[(5, 6), (7, 8), (9, 10), (20, 30), (40, 50), (60, 70)])
     path = tmp_path / "m.onnx"
     written = export_onnx(model, path, ["robot", "cone"], size=(256, 192), batch=2, weights_sha256="ab" * 32,
                           source="x.weights")

@@ -48,7 +48,6 @@ for path in (str(HERE), str(ROOT)):  # device_sections, gpu_* beside this file; 
         sys.path.insert(0, path)
 
 import numpy as np  # noqa: E402
-
 from device_sections import TARGET_US, kernel_sections, onnxruntime_cuda, torch_fp16  # noqa: E402
 
 SECTIONS = ("kernel_vs_host", "kernel_timing", "onnxruntime_cuda", "torch_fp16")

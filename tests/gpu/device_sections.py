@@ -207,7 +207,7 @@ def torch_fp16(iterations: int, *, device: str = "cuda", models: tuple[str, ...]
                     torch.cuda.synchronize()
                     times = [start.elapsed_time(stop) for start, stop in events]
                 else:
-                    times = _latency(lambda: model(x), warmup=0, iterations=iterations)
+                    times = _latency(lambda m=model: m(x), warmup=0, iterations=iterations)
                     heads = model(x)
             ordered = sorted(times)
             median = statistics.median(ordered)

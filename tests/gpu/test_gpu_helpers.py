@@ -13,11 +13,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import random_model
-from gpu_helpers import (TIE_CONF, candidates_from_heads, detection_keys, detection_set_problem, model_decode,
-                         model_heads, nms_problem, random_heads, same_plugin_detections, scene_images, tie_input,
-                         tie_model)
+from gpu_helpers import (
+    TIE_CONF,
+    candidates_from_heads,
+    detection_keys,
+    detection_set_problem,
+    model_decode,
+    model_heads,
+    nms_problem,
+    random_heads,
+    same_plugin_detections,
+    scene_images,
+    tie_input,
+    tie_model,
+)
 from gpu_kernel import KernelUnavailable, compile_kernel
+from helpers import random_model
 
 from yolov3_trt.plugin.sources import PluginError
 

@@ -15,15 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gpu_helpers import (
+    detection_set_problem,
+    model_decode,
+    nms_problem,
+    onnxruntime_candidates,
+    output_rows,
+    scene_images,
+)
 from helpers import ROOT, random_model
-from gpu_helpers import (detection_set_problem, model_decode, nms_problem, onnxruntime_candidates, output_rows,
-                         scene_images)
 
 from yolov3_trt import Detector
-from yolov3_trt.tensorrt.device import availability, probe_cuda_device, supports_aot_plugin
-from yolov3_trt.tensorrt.sidecar import read_sidecar
 from yolov3_trt.build.steps import BuildOptions
 from yolov3_trt.names import COCO_NAMES
+from yolov3_trt.tensorrt.device import availability, probe_cuda_device, supports_aot_plugin
+from yolov3_trt.tensorrt.sidecar import read_sidecar
 
 AVAILABLE, WHY = availability()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not AVAILABLE, reason=WHY)]

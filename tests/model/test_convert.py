@@ -19,8 +19,8 @@ def tiny():
 def test_names_map_to_the_conv_block(tiny) -> None:
     model, layers = tiny
     state = darknet_to_state_dict(layers)
-    bn_layer = next(l for l in conv_layouts(model.network) if l.batch_normalize).layer
-    plain_layer = next(l for l in conv_layouts(model.network) if not l.batch_normalize).layer
+    bn_layer = next(c for c in conv_layouts(model.network) if c.batch_normalize).layer
+    plain_layer = next(c for c in conv_layouts(model.network) if not c.batch_normalize).layer
     # with BN, Darknet's biases are BN's shift; without, the conv's own bias
     np.testing.assert_array_equal(state[f"layers.{bn_layer}.bn.bias"].numpy(), layers[bn_layer]["biases"])
     np.testing.assert_array_equal(state[f"layers.{bn_layer}.bn.weight"].numpy(), layers[bn_layer]["scales"])

@@ -20,6 +20,7 @@ def test_postprocess_benchmark_script(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = json.loads((out / "postprocess.json").read_text())["rows"]
     assert {(r["heads"], r["postprocessor"]) for r in rows} == {
-        (h, p) for h in ("yolov3-tiny random weights", "yolov3-tiny random, head gain 0.15") for p in ("numpy", "host library")}
+        (h, p) for h in ("yolov3-tiny random weights", "yolov3-tiny random, head gain 0.15")
+        for p in ("numpy", "host library")}
     assert all(r["p50_ms"] > 0 for r in rows)
     assert (out / "postprocess.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

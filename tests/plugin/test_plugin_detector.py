@@ -69,8 +69,8 @@ def test_refused_postprocessor_closes_the_loaded_backend(raw_model, monkeypatch)
 
 @pytest.mark.skipif(not host.available(), reason="host library not built (pip install -e .)")
 def test_heads_beyond_the_library_fall_back_to_numpy_or_refuse():
-    from yolov3_trt.runtime.detector import _choose_postprocessor
     from yolov3_trt.postprocess import postprocess
+    from yolov3_trt.runtime.detector import _choose_postprocessor
 
     three = [[(10.0, 13.0)] * 3] * 3
     assert _choose_postprocessor("auto", three)[1] == "plugin host library"

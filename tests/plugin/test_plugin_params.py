@@ -11,8 +11,15 @@ from helpers import ROOT
 from plugin_cases import yolov3_heads
 
 from yolov3_trt.plugin import host, trt_plugin
-from yolov3_trt.plugin.params import (BLOCK, PluginConfig, YoloParamsStruct, constants_header, launch_dims,
-                                      max_device_capacity, shared_memory_bytes)
+from yolov3_trt.plugin.params import (
+    BLOCK,
+    PluginConfig,
+    YoloParamsStruct,
+    constants_header,
+    launch_dims,
+    max_device_capacity,
+    shared_memory_bytes,
+)
 from yolov3_trt.plugin.sources import PluginError
 from yolov3_trt.specs import DecodeSpec, NmsSpec
 
@@ -81,7 +88,8 @@ def test_bad_configs(change, message):
 def test_supports_aot():
     assert not trt_plugin.supports_aot("10.3.0.30")
     assert not trt_plugin.supports_aot("10.8.0")
-    assert trt_plugin.supports_aot("10.9.0.34") and trt_plugin.supports_aot("10.13.2") and trt_plugin.supports_aot("11.4")
+    assert trt_plugin.supports_aot("10.9.0.34") and trt_plugin.supports_aot("10.13.2")
+    assert trt_plugin.supports_aot("11.4")
     assert not trt_plugin.supports_aot("garbage")
 
 

@@ -19,7 +19,8 @@ TINY = PluginConfig.from_heads(yolov3_heads(80)[:2], (416, 416), [(13, 13), (26,
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not on PATH")
 needs_nvrtc = pytest.mark.skipif(ptx.nvrtc_version() is None,
-                                 reason="cuda-python's NVRTC is not installed (pip install cuda-python nvidia-cuda-nvrtc)")
+                                 reason="cuda-python's NVRTC is not installed "
+                                        "(pip install cuda-python nvidia-cuda-nvrtc)")
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ NAMES = ["a", "b"]
 def tiny_onnx(folder: Path, size: int = 128, seed: int = 0, cfg: str = "yolov3-tiny") -> Path:
     """A 2-class model with random weights whose heads behave like a trained one's, as raw FP32 ONNX."""
     from helpers import random_model
+
     from yolov3_trt.export.onnx_export import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from quantize_cases import NAMES, rel_error, tiny_onnx, write_images
 from yolov3_trt.calibration import CalibrationError, load_calibration_images
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.quantize import QuantizeError, quantize_int8
-from yolov3_trt.runtime.detector import Detector
 from yolov3_trt.runtime.backends.ort_backend import session_options
+from yolov3_trt.runtime.detector import Detector
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import pytest
 from onnx import numpy_helper
 from quantize_cases import NAMES, rel_error, tiny_onnx, write_images
 
-pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt is not installed (pip install -e .[quantize])")
+pytest.importorskip("modelopt.onnx.quantization",
+                    reason="nvidia-modelopt is not installed (pip install -e .[quantize])")
 
 from yolov3_trt.calibration import load_calibration_images  # noqa: E402
 from yolov3_trt.metadata import ModelMetadata  # noqa: E402

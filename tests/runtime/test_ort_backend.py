@@ -51,7 +51,8 @@ def test_loads_metadata_batch_and_runs(files) -> None:
     assert backend.metadata.names == tuple(COCO_NAMES)
     assert backend.max_batch is None and backend.description == "onnxruntime (CPUExecutionProvider)"
     outputs = backend.infer(blob(3))
-    assert [o.shape for o in outputs] == [(3, 255, SIZE[1] // 32, SIZE[0] // 32), (3, 255, SIZE[1] // 16, SIZE[0] // 16)]
+    assert [o.shape for o in outputs] == [(3, 255, SIZE[1] // 32, SIZE[0] // 32),
+                                          (3, 255, SIZE[1] // 16, SIZE[0] // 16)]
     assert len(backend.output_names) == 2
     assert OnnxRuntimeBackend(files / "batch2.onnx").max_batch == 2
 

@@ -21,12 +21,12 @@ import pytest
 from fake_cuda import FAKE_SHAPE, FakeCudaRuntime, FakeEngine, _Err, fake_network
 
 from yolov3_trt import Detector, YoloV3TrtError
-from yolov3_trt.tensorrt.device import CudaDevice, probe_cuda_device
-from yolov3_trt.tensorrt.sidecar import EngineCompatibilityError, EngineInfo, write_sidecar
-from yolov3_trt.fileio import file_sha256
 from yolov3_trt.errors import FileError
+from yolov3_trt.fileio import file_sha256
 from yolov3_trt.metadata import ModelMetadata
 from yolov3_trt.runtime.backends import trt_backend
+from yolov3_trt.tensorrt.device import CudaDevice, probe_cuda_device
+from yolov3_trt.tensorrt.sidecar import EngineCompatibilityError, EngineInfo, write_sidecar
 
 META = ModelMetadata(flavour="raw", input_size=(64, 64), names=("a",), anchors=(((10.0, 14.0),),),
                      strides=((32, 32),))

@@ -6,11 +6,11 @@ import onnxruntime as ort
 import pytest
 from helpers import random_model
 
-from yolov3_trt.tensorrt.sidecar import EngineInfo, write_sidecar
-from yolov3_trt.fileio import file_sha256
 from yolov3_trt.cli.common import run
 from yolov3_trt.errors import FileError, YoloV3TrtError
 from yolov3_trt.export.onnx_export import export_onnx
+from yolov3_trt.fileio import file_sha256
+from yolov3_trt.tensorrt.sidecar import EngineInfo, write_sidecar
 from yolov3_trt.triton.__main__ import main
 from yolov3_trt.triton.repository import TritonOptions, validate_config, write_repository
 

@@ -169,8 +169,10 @@ def _attempt(record: dict, step: str, call):
         import yolov3_trt
 
         package = os.path.dirname(yolov3_trt.__file__)
-        record[step] = {"error": f"{type(err).__name__}: {err}", "at": f"{os.path.basename(frame.filename)}:{frame.lineno}",
-                        "in_project": any(f.filename.startswith(package) for f in traceback.extract_tb(err.__traceback__))}
+        record[step] = {"error": f"{type(err).__name__}: {err}",
+                        "at": f"{os.path.basename(frame.filename)}:{frame.lineno}",
+                        "in_project": any(f.filename.startswith(package)
+                                          for f in traceback.extract_tb(err.__traceback__))}
         return None
     record[step] = {"ok": True}
     return result

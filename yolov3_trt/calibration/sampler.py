@@ -17,7 +17,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ..errors import CalibrationError, FileError
+from ..errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 

@@ -133,7 +133,8 @@ def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None 
     error too: the runtime-only install lacks it, and the line names the extra to install. Any other
     missing module is a bug and keeps its traceback.
     """
-    verbose = "-v" in (sys.argv[1:] if argv is None else argv) or "--verbose" in (sys.argv[1:] if argv is None else argv)
+    verbose = ("-v" in (sys.argv[1:] if argv is None else argv)
+               or "--verbose" in (sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return main(argv)

@@ -17,9 +17,23 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..vocab import Backend, CalibMethod, Flavour, HardwareCompat, InferencePrecision, ResizeMode, Target
-from .types import (comma_list, fraction, int_between, integer, non_negative_float, non_negative_int, one_of,
-                    parse_batch, parse_device, parse_image_size, parse_size, positive_float, positive_int, probability,
-                    square_size)
+from .types import (
+    comma_list,
+    fraction,
+    int_between,
+    integer,
+    non_negative_float,
+    non_negative_int,
+    one_of,
+    parse_batch,
+    parse_device,
+    parse_image_size,
+    parse_size,
+    positive_float,
+    positive_int,
+    probability,
+    square_size,
+)
 
 PER_TOOL_HELP = frozenset({"--output", "--json", "--force"})
 BENCH_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch", "torch-eager", "opencv-dnn", "openvino-net")

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Iterable, Sequence
 
-from ..errors import FileError, OutputError
+from ..errors import OutputError
 from ..fileio import file_mode
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 from yolov3_trt.cli.common import HelpFormatter, make_parser, run
 from yolov3_trt.cli.flags import add_flag
-from yolov3_trt.cli.types import parse_image_size  # noqa: F401 (imported from here by tests)
 from yolov3_trt.cli.outputs import add_force_arg, check_output_file, check_output_folder, dataset_inputs
+from yolov3_trt.cli.types import parse_image_size  # noqa: F401 (imported from here by tests)
 from yolov3_trt.fileio import atomic_write_json
 
 logger = logging.getLogger("yolov3_trt.data")

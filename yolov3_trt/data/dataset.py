@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Sequence
 
 from yolov3_trt.data import coco_format, yolo_format
-from yolov3_trt.data.samples import (COCO_MEDIUM_AREA, COCO_SMALL_AREA, IMAGE_SUFFIXES, DetectionDataset, Sample,
-                                     cxcywh_to_xyxy, xyxy_to_cxcywh)
+from yolov3_trt.data.samples import (
+    COCO_MEDIUM_AREA,
+    COCO_SMALL_AREA,
+    IMAGE_SUFFIXES,
+    DetectionDataset,
+    Sample,
+    cxcywh_to_xyxy,
+    xyxy_to_cxcywh,
+)
 from yolov3_trt.errors import FileError
 from yolov3_trt.names import load_names
 

@@ -4,8 +4,20 @@
 """
 from __future__ import annotations
 
-from .metrics import (COCO_STAT_KEYS, IOU_THRESHOLDS, RECALL_THRESHOLDS, Evaluation, PRCurve, average_precision,
-                      box_iou, coco_metrics, global_ap, match_detections, per_image_ap, precision_recall_curve)
+from .metrics import (
+    COCO_STAT_KEYS,
+    IOU_THRESHOLDS,
+    RECALL_THRESHOLDS,
+    Evaluation,
+    PRCurve,
+    average_precision,
+    box_iou,
+    coco_metrics,
+    global_ap,
+    match_detections,
+    per_image_ap,
+    precision_recall_curve,
+)
 from .plots import plot_pr_curves
 
 __all__ = ["COCO_STAT_KEYS", "IOU_THRESHOLDS", "RECALL_THRESHOLDS", "Evaluation", "PRCurve", "average_precision",

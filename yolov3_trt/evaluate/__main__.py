@@ -20,8 +20,15 @@ import numpy as np
 from ..cli.args import ModelArgs, PostprocessArgs, RuntimeArgs
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import add_flag
-from ..cli.outputs import (StagedFiles, add_force_arg, check_output_file, check_output_folder, dataset_inputs,
-                           existing_inputs, model_inputs)
+from ..cli.outputs import (
+    StagedFiles,
+    add_force_arg,
+    check_output_file,
+    check_output_folder,
+    dataset_inputs,
+    existing_inputs,
+    model_inputs,
+)
 from ..errors import YoloV3TrtError
 from ..fileio import atomic_write_json
 from .metrics import Evaluation, coco_metrics
@@ -199,8 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths: tuple[Path, ...]) -> int:
     """--compare: the ONNX files side by side, and per-layer error with --calib."""
     from ..fileio import atomic_write_text
-    from .compare import (dumps, evaluate_models, format_layer_table, model_label, parse_item, plot_comparison,
-                          table)
+    from .compare import dumps, evaluate_models, format_layer_table, model_label, parse_item, plot_comparison, table
 
     clash = [flag for flag, value in (("--model", args.model), ("--cfg", args.cfg), ("--weights", args.weights),
                                       ("--checkpoint", args.checkpoint)) if value]

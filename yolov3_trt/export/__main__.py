@@ -11,8 +11,8 @@ from ..cli.flags import add_flag
 from ..cli.models import load_model
 from ..cli.outputs import add_force_arg, check_not_input, check_output_file, existing_inputs, model_inputs
 from ..plugin.params import DEFAULT_DEVICE_CAPACITY, max_device_capacity
-from ..vocab import Flavour, ResizeMode
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K
+from ..vocab import Flavour, ResizeMode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,9 +16,9 @@ import onnx
 from onnx import helper
 
 from ..plugin.params import PluginConfig, max_device_capacity
-from ..specs import DecodeSpec, NmsSpec
 from ..plugin.sources import PluginError
 from ..plugin.trt_plugin import PLUGIN_NAMESPACE, PLUGIN_VERSION, node_attributes, op_type
+from ..specs import DecodeSpec, NmsSpec
 from .end2end import OUTPUT_NAMES, set_efficientnms_outputs
 
 

@@ -9,8 +9,19 @@ from torch import nn
 
 from ..darknet.builtin import load_cfg, set_anchors, set_classes
 from ..darknet.cfg import DarknetCfg
-from ..darknet.layers import (AvgPoolSpec, ConvSpec, MaxPoolSpec, Network, RouteSpec, ShortcutSpec, SoftmaxSpec,
-                              UpsampleSpec, YoloHead, YoloSpec, build_network)
+from ..darknet.layers import (
+    AvgPoolSpec,
+    ConvSpec,
+    MaxPoolSpec,
+    Network,
+    RouteSpec,
+    ShortcutSpec,
+    SoftmaxSpec,
+    UpsampleSpec,
+    YoloHead,
+    YoloSpec,
+    build_network,
+)
 from ..darknet.weights import DarknetHeader, read_darknet_weights, write_darknet_weights
 from ..specs import DecodeSpec
 from . import layers as L

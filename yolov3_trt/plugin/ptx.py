@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from ..fileio import atomic_path, cache_root
 from yolov3_trt.tensorrt.device import driver_version
+
+from ..fileio import atomic_path, cache_root
 from .params import PluginConfig, constants_header
 from .sources import CONSTANTS_HEADER, KERNEL_FILE, KERNEL_NAME, PluginError, read_sources, sources_sha256
 

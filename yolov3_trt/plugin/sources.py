@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..errors import PluginError, YoloV3TrtError
+from ..errors import PluginError
 
 # The files of plugins/yolo_decode_nms/ the kernel is compiled from (the host library adds
 # yolo_decode_nms_host.{h,cpp}); setup.py copies them into wheels as yolov3_trt/plugin/src/.

@@ -30,8 +30,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from ..specs import DecodeSpec, NmsSpec
 from yolov3_trt.tensorrt.device import MIN_AOT_VERSION, supports_aot_plugin  # noqa: F401 (MIN_AOT_VERSION: re-export)
+
+from ..specs import DecodeSpec, NmsSpec
 from .params import PluginConfig, launch_dims
 from .ptx import compile_ptx
 from .sources import KERNEL_NAME, PluginError
@@ -237,7 +238,8 @@ def _signature(trtp, heads: int, *, attrs: bool, tail: Sequence[Tuple[str, objec
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     params = [inspect.Parameter(f"head{i}", kind, annotation=trtp.TensorDesc) for i in range(heads)]
     if attrs:
-        params += [inspect.Parameter(name, kind, annotation=npt.NDArray[dtype]) for name, dtype in attribute_specs(heads)]
+        params += [inspect.Parameter(name, kind, annotation=npt.NDArray[dtype])
+                   for name, dtype in attribute_specs(heads)]
     params += [inspect.Parameter(name, kind, annotation=annotation) for name, annotation in tail]
     return inspect.Signature(params, return_annotation=returns)
 

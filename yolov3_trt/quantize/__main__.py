@@ -16,8 +16,8 @@ from typing import Sequence
 from ..cli.args import PrecisionArgs
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import add_flag, given_flags
-from ..vocab import Target
 from ..cli.outputs import add_force_arg, check_output_file, check_writable_folder, existing_inputs
+from ..vocab import Target
 
 SUFFIX = {"fp16": "-fp16", "tensorrt": "-int8-trt", "cpu": "-int8-cpu"}
 

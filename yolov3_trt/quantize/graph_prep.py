@@ -54,7 +54,8 @@ def fold_inf_pads(model) -> int:
             and all(c.op_type == "MaxPool" for c in consumers.get(n.output[0], []))
             and consumers.get(n.output[0])
             and onnx.helper.get_attribute_value(next((a for a in n.attribute if a.name == "mode"), None) or
-                                                onnx.helper.make_attribute("mode", "constant")) in (b"constant", "constant")]
+                                                onnx.helper.make_attribute("mode", "constant"))
+                in (b"constant", "constant")]
     if not pads:
         return 0
     values = _constant_values(model, sorted({n for p in pads for n in (p.input[1], p.input[2])}))

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from ..calibration import DEFAULT_NUM_IMAGES, CalibrationCache, calibration_key, load_calibration_images, sample_images
 from ..fileio import atomic_path
-from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt, restore_tail
 from ..vocab import CalibMethod, Target
+from .model_io import QuantizeError, finish, load_source, prepare, require_modelopt, restore_tail
 
 logger = logging.getLogger(__name__)
 

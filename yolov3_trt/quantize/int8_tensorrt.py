@@ -69,4 +69,5 @@ def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name
         logger.debug("modelopt: %s", line)
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise QuantizeError(src, "ModelOpt INT8 quantization failed: " + (lines[-1] if lines else f"exit {done.returncode}"))
+        raise QuantizeError(src, "ModelOpt INT8 quantization failed: "
+                            + (lines[-1] if lines else f"exit {done.returncode}"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FileError, QuantizeError
+from ..errors import QuantizeError
 from ..metadata import PREFIX, ModelMetadata
 
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need opset 13

@@ -11,8 +11,17 @@ as the TensorRT module itself to ``check_trt_names.py``.
 """
 from __future__ import annotations
 
-from .device import (CudaDevice, availability, driver_version, is_available, parse_version, probe_cuda_device,
-                     supports_aot_plugin, tensorrt_module, tensorrt_version)
+from .device import (
+    CudaDevice,
+    availability,
+    driver_version,
+    is_available,
+    parse_version,
+    probe_cuda_device,
+    supports_aot_plugin,
+    tensorrt_module,
+    tensorrt_version,
+)
 from .sidecar import EngineInfo, check_compatible, check_engine_hash, read_sidecar, sidecar_path, write_sidecar
 
 __all__ = ["CudaDevice", "EngineInfo", "availability", "check_compatible", "check_engine_hash", "driver_version",

@@ -18,8 +18,17 @@ from typing import Sequence
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import FLAGS, add_flag
 from ..cli.models import resolve_weights_flags
-from ..cli.outputs import (OutputError, absolute, add_force_arg, check_not_input, check_output_file,
-                           check_output_folder, dataset_inputs, existing_inputs, same_file)
+from ..cli.outputs import (
+    OutputError,
+    absolute,
+    add_force_arg,
+    check_not_input,
+    check_output_file,
+    check_output_folder,
+    dataset_inputs,
+    existing_inputs,
+    same_file,
+)
 
 logger = logging.getLogger(__name__)
 

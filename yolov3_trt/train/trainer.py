@@ -38,7 +38,7 @@ from ..darknet.layers import YoloSpec, build_network
 from ..data.augment import Augment
 from ..data.dataset import DetectionDataset
 from ..data.loader import TrainingData, make_loader, multiscale_size, resize_batch
-from ..errors import CheckpointError, TrainingError, YoloV3TrtError
+from ..errors import CheckpointError, TrainingError
 from ..fileio import atomic_path, atomic_write_text
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.yolov3 import YoloV3
@@ -379,7 +379,8 @@ def resume_state(path: str | os.PathLike) -> tuple[YoloV3, list[str], dict[str, 
     missing = [k for k in TRAINING_STATE if k not in extra]
     if missing:
         raise CheckpointError(path, "holds no training state (not a run's last.pt: a best.pt or a model "
-                                    "checkpoint?); --resume needs last.pt; to start from these weights use --init-checkpoint")
+                                    "checkpoint?); --resume needs last.pt; "
+                                    "to start from these weights use --init-checkpoint")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(extra["config"]) - known)
     if unknown:

@@ -21,7 +21,6 @@ from ..cli.flags import add_flag
 from ..cli.outputs import add_force_arg, check_output_file, existing_inputs
 from .repository import TritonOptions, write_repository
 
-
 MODEL_FILES = {".engine": "model.plan", ".plan": "model.plan", ".onnx": "model.onnx"}
 
 

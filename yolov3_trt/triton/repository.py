@@ -146,8 +146,9 @@ def check_sidecar_consistent(path: Path, info, meta: ModelMetadata) -> None:
 
 def _engine_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int]:
     """The engine's metadata from its sidecar, after checking the engine is the one the sidecar describes."""
-    from ..errors import EngineCompatibilityError
     from yolov3_trt.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
+
+    from ..errors import EngineCompatibilityError
 
     info = read_sidecar(path)
     if not info.engine_sha256:

@@ -132,10 +132,12 @@ def choose(path: str | os.PathLike, backend: str, device: str = "auto",
     if backend == "auto":
         if not fits:
             known = ", ".join(sorted({s for entry in REGISTRY.values() for s in entry.suffixes}))
-            raise YoloV3TrtError(f"{os.fspath(path)}: unknown model type {suffix or '(no suffix)'!r} (expected {known})")
+            raise YoloV3TrtError(f"{os.fspath(path)}: unknown model type {suffix or '(no suffix)'!r} "
+                                 f"(expected {known})")
         usable = [name for name in fits if installed(name)]
         if not usable:
-            raise YoloV3TrtError(f"{os.fspath(path)}: needs the {REGISTRY[fits[0]].package} package, which is not installed")
+            raise YoloV3TrtError(f"{os.fspath(path)}: needs the {REGISTRY[fits[0]].package} package, "
+                                 "which is not installed")
         if suffix == ".onnx":
             return _auto_onnx(Path(path), usable, device if isinstance(device, str) else "auto", options or {})
         return usable[0]
@@ -144,7 +146,8 @@ def choose(path: str | os.PathLike, backend: str, device: str = "auto",
     if backend not in fits:
         raise YoloV3TrtError(f"{os.fspath(path)}: the {backend} backend cannot load {suffix or 'this'} files")
     if not installed(backend):
-        raise YoloV3TrtError(f"the {backend} backend needs the {REGISTRY[backend].package} package, which is not installed")
+        raise YoloV3TrtError(f"the {backend} backend needs the {REGISTRY[backend].package} package, "
+                             "which is not installed")
     return backend
 
 

@@ -48,9 +48,10 @@ import os
 
 import numpy as np
 
-from ...errors import EnvironmentFailure, FileError, YoloV3TrtError
 from yolov3_trt.tensorrt.device import cuda_runtime, error_text, probe_cuda_device, tensorrt_module
 from yolov3_trt.tensorrt.sidecar import check_compatible, check_engine_hash, read_sidecar
+
+from ...errors import EnvironmentFailure, FileError, YoloV3TrtError
 from .base import Backend
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class TensorRTBackend(Backend):
         del threads  # a CPU setting; TensorRT runs on the GPU
         if cuda_graph and stream is not None and int(stream) in _LEGACY_STREAMS:
             raise YoloV3TrtError(f"{os.fspath(path)}: cuda_graph=True cannot capture on the legacy default stream "
-                                 f"{int(stream)} (CUDA forbids it): pass a created stream, or none for the backend's own")
+                                 f"{int(stream)} (CUDA forbids it): pass a created stream, "
+                                 "or none for the backend's own")
         trt_module, reason = tensorrt_module()
         if trt_module is None:
             raise YoloV3TrtError(f"{os.fspath(path)}: the tensorrt backend needs TensorRT: {reason}")
