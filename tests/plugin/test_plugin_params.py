@@ -88,8 +88,8 @@ def test_bad_configs(change, message):
 def test_supports_aot():
     assert not trt_plugin.supports_aot("10.3.0.30")
     assert not trt_plugin.supports_aot("10.8.0")
-    assert trt_plugin.supports_aot("10.9.0.34") and trt_plugin.supports_aot("10.13.2")
-    assert trt_plugin.supports_aot("11.4")
+    assert (trt_plugin.supports_aot("10.9.0.34") and trt_plugin.supports_aot("10.13.2")
+            and trt_plugin.supports_aot("11.4"))
     assert not trt_plugin.supports_aot("garbage")
 
 
