@@ -5,12 +5,16 @@ generated shapes set) to FP32 ONNX, converts it to FP16 and to both INT8 placeme
 Runtime CPU and TensorRT/ModelOpt), calibrated on images sampled from the *training* split,
 then evaluates all four side by side on the *held-out* split with
 ``python -m yolov3_trt.evaluate --compare`` (per-layer error on the calibration images included).
-Writes compare.json / compare.md / compare.png and quantize_accuracy.json (with the machine and
-the pass/fail of the targets: INT8 within 1.0 AP50 point of FP32, FP16 within 0.2) to --output.
+With OpenVINO installed (and unless ``--no-openvino``) the same files also run on OpenVINO, as
+``evaluate --compare FILE@openvino`` rows: FP32 in BF16 inference (``@openvino-bf16``), the CPU
+INT8 file and the TensorRT INT8 file. Writes compare.json / compare.md / compare.png and
+quantize_accuracy.json (with the machine and the pass/fail of the targets: INT8 within 1.0 AP50
+point of FP32, FP16 and BF16 within 0.2) to --output.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -23,7 +27,7 @@ from machine import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "docs" / "benchmarks" / "train_synthetic"
-TARGETS = {"FP16": 0.2, "INT8 cpu": 1.0, "INT8 tensorrt": 1.0}  # max AP50 drop in points
+TARGETS = {"FP16": 0.2, "FP32 on openvino-bf16": 0.2, "INT8 cpu": 1.0, "INT8 tensorrt": 1.0}  # max AP50 drop, points
 
 
 def build_parser():
@@ -42,7 +46,9 @@ def build_parser():
              "entropy equals max, see yolov3_trt/quantize/int8_cpu.py")
     add_flag(p, "--layer-images", default=32)
     add_flag(p, "--output", default="docs/benchmarks/quantize", metavar="DIR", help="folder for the results")
+    add_flag(p, "--no-openvino")
     return p
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = build_parser()
@@ -75,7 +81,10 @@ def main(argv=None) -> int:
             files.append(quantize_int8(fp32, tmp / f"int8-{target}-{method}.onnx", args.train, target=target,
                                        method=method, num_images=args.calib_images, seed=0))
             seconds[files[-1].stem] = time.perf_counter() - began
-        evaluate_main([args.val, "--compare", str(fp32), str(tmp / "fp16.onnx"), *map(str, files),
+        compared = [str(fp32), str(tmp / "fp16.onnx"), *map(str, files)]
+        if not args.no_openvino and importlib.util.find_spec("openvino") is not None:
+            compared += [f"{fp32}@openvino-bf16", f"{files[0]}@openvino", f"{files[-1]}@openvino"]
+        evaluate_main([args.val, "--compare", *compared,
                        "--calib", args.train, "--calib-images",
                        str(args.layer_images), "--output", str(out), "--force"])  # this script's own results
     report = json.loads((out / "compare.json").read_text())

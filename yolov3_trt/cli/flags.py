@@ -202,6 +202,7 @@ FLAGS: dict[str, Flag] = {
     "--image": Flag("photo to detect in (a synthetic one if missing)", metavar="PATH"),
     "--photos": Flag("folder of .jpg photos", metavar="DIR"),
     "--no-gemm": Flag("skip the GEMM ceiling measurement", action="store_true"),
+    "--no-openvino": Flag("leave out the OpenVINO rows (they run when openvino is installed)", action="store_true"),
     "--confs": Flag("comma-separated score thresholds", comma_list(probability), "X,X"),
     "--no-trained": Flag("skip the trained checkpoint's heads", action="store_true"),
     "--train": Flag("training set the calibration images are sampled from", metavar="PATH"),
