@@ -27,7 +27,7 @@ def cpu_flags() -> list[str]:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
                     return sorted(flags & {"avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16",
-                                           "amx_tile"})
+                                           "amx_bf16", "amx_tile"})
     except OSError:
         pass
     return []
