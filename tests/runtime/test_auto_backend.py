@@ -76,3 +76,20 @@ def test_the_detector_loads_what_auto_chose(files, monkeypatch):
         assert detector.backend.startswith("openvino")
     with Detector(files["int8-cpu"]) as detector:
         assert detector.backend.startswith("onnxruntime")
+
+
+def test_a_tailed_graph_stays_on_onnx_runtime(tmp_path, monkeypatch):
+    from yolov3_trt.export.onnx_export import export_onnx
+
+    monkeypatch.setattr(backends, "installed", lambda backend: True)
+    monkeypatch.setattr(backends, "_ort_has_cuda", lambda: False)
+    model = random_model(tmp_path)
+    export_onnx(model, tmp_path / "e2e.onnx", [f"c{i}" for i in range(model.num_classes)], flavour="end2end",
+                size=SIZE)
+    assert choose(tmp_path / "e2e.onnx", "auto", "cpu") == "onnxruntime"  # its NMS is the runtime's own
+
+
+def test_the_table_names_only_files_whose_accuracy_was_measured_equal():
+    # the INT8 file placed for TensorRT is fastest on OpenVINO but measured 3.7-3.9 AP50 below FP32 there
+    assert ("int8", "tensorrt") not in CPU_FASTEST
+    assert set(CPU_FASTEST.values()) <= {"openvino", "onnxruntime"}

@@ -1,8 +1,8 @@
 """The openvino backend against ONNX Runtime on the same files: FP32 (Darknet's trained yolov3-tiny
-on Darknet's photos), the CPU INT8 file, BF16 where the CPU has it; its refusals. (The INT8 file
-placed for TensorRT runs on OpenVINO but measurably further from FP32 than on ONNX Runtime: max
-relative head error 0.22 against 0.13, 17 of the 24 detections; not asserted equal until
-understood.)"""
+on Darknet's photos), the CPU INT8 file, BF16 where the CPU has it; its refusals. The INT8 file
+placed for TensorRT runs on OpenVINO measurably less accurately than its Q/DQ define (README
+"CPU runtimes": 3.7-3.9 AP50 below FP32 on the shapes model, ONNX Runtime 0.2-0.3): loading it
+warns, and nothing asserts it equal."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +12,7 @@ import pytest
 from helpers import DARKNET, random_model
 
 from yolov3_trt import Detector
+from yolov3_trt.boxes import box_iou
 from yolov3_trt.errors import YoloV3TrtError
 from yolov3_trt.names import COCO_NAMES
 from yolov3_trt.preprocess import read_image
@@ -46,10 +47,7 @@ def files(tmp_path_factory):
 
 
 def _iou(box, boxes):
-    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
+    return box_iou(box[None], boxes)[0]
 
 
 def _match(reference, got, max_score: float, *, max_box_px: float | None = None, min_iou: float | None = None,
@@ -148,3 +146,21 @@ def test_contract(small):
     backend.close()
     with pytest.raises(YoloV3TrtError, match="closed"):
         backend.infer(np.zeros((1, 3, 96, 96), np.float32))
+
+
+def test_the_int8_file_placed_for_tensorrt_loads_with_a_warning(small, tmp_path, caplog):
+    import logging
+
+    import onnx
+
+    graph = onnx.load(str(small / "raw.onnx"))
+    for key, value in (("precision", "int8"), ("quantize_target", "tensorrt")):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = f"yolov3_trt.{key}", value
+    onnx.save(graph, str(tmp_path / "int8-trt.onnx"))
+    with caplog.at_level(logging.WARNING, logger="yolov3_trt.runtime.backends.openvino_backend"):
+        Detector(tmp_path / "int8-trt.onnx", "openvino").close()
+        assert "less accurately than its Q/DQ define" in caplog.text and "--target cpu" in caplog.text
+        caplog.clear()
+        Detector(small / "raw.onnx", "openvino").close()
+    assert "less accurately" not in caplog.text
