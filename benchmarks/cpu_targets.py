@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks" / "cpu_runtimes"
 DETECTORS = ("onnxruntime", "openvino")   # fps.py's end-to-end CPU rows
 NETWORK_ONLY = "openvino-net"
+# Configurations measured less accurate than the file's Q/DQ define (quantize_accuracy.py: the INT8
+# file placed for TensorRT loses 3.7-3.9 AP50 on OpenVINO): reported, but not the "accurate" best.
+INACCURATE = {("openvino", "int8-tensorrt")}
 
 
 def build_parser():
@@ -54,16 +57,21 @@ def speed_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     int8 = [(r["infer_ms"] if r["backend"] in DETECTORS else r["p50_ms"], r) for r in rows
             if r["precision"].startswith("int8") and r["backend"] in (*DETECTORS, NETWORK_ONLY)]
     fastest_ms, fastest = min(int8, key=lambda t: t[0])
+    accurate = min((r for r in detectors if (r["backend"], r["precision"]) not in INACCURATE),
+                   key=lambda r: r["p50_ms"])
     fp32 = _row(rows, "onnxruntime", "fp32")
-    out = {"best": {k: best[k] for k in ("backend", "precision", "p50_ms", "preprocess_ms", "infer_ms",
-                                         "postprocess_ms")},
+    keys = ("backend", "precision", "p50_ms", "preprocess_ms", "infer_ms", "postprocess_ms")
+    out = {"best": {k: best[k] for k in keys}, "best_accurate": {k: accurate[k] for k in keys},
            "fastest_int8_network": {"backend": fastest["backend"], "precision": fastest["precision"],
                                     "ms": fastest_ms},
            "best_over_fastest_int8": best["p50_ms"] / fastest_ms, "limit_over_fastest_int8": 1.05}
     out["pass_within_1_05"] = out["best_over_fastest_int8"] <= 1.05
+    out["best_accurate_over_fastest_int8"] = accurate["p50_ms"] / fastest_ms
+    out["best_accurate_over_its_network"] = accurate["p50_ms"] / accurate["infer_ms"]
     if fp32:
         out["speedup_over_fp32_onnxruntime"] = fp32["p50_ms"] / best["p50_ms"]
         out["pass_3x_fp32"] = out["speedup_over_fp32_onnxruntime"] >= 3.0
+        out["best_accurate_speedup_over_fp32_onnxruntime"] = fp32["p50_ms"] / accurate["p50_ms"]
     return out
 
 
@@ -113,6 +121,10 @@ def main(argv=None) -> int:
     print(f"best CPU Detector: {best['backend']} {best['precision']} {best['p50_ms']:.1f} ms end to end; "
           f"fastest INT8 network {s['fastest_int8_network']['backend']} {s['fastest_int8_network']['ms']:.1f} ms: "
           f"{s['best_over_fastest_int8']:.3f}x (target <= 1.05: {'pass' if s['pass_within_1_05'] else 'FAIL'})")
+    acc = s["best_accurate"]
+    print(f"best accurate CPU Detector: {acc['backend']} {acc['precision']} {acc['p50_ms']:.1f} ms: "
+          f"{s['best_accurate_over_fastest_int8']:.3f}x the fastest INT8 network, "
+          f"{s['best_accurate_over_its_network']:.3f}x its own inference")
     if "speedup_over_fp32_onnxruntime" in s:
         print(f"over the FP32 Detector on ONNX Runtime: {s['speedup_over_fp32_onnxruntime']:.2f}x "
               f"(target >= 3: {'pass' if s['pass_3x_fp32'] else 'FAIL'})")

@@ -14,20 +14,28 @@ import numpy as np  # noqa: E402
 
 def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: float, title: str,
          path: Path, paper_label: str = "paper: Titan X (Darknet)") -> None:
-    """Grouped bars per size: FPS (left) and BFLOP/s (right); the paper's Titan X as markers."""
+    """Grouped bars per size: FPS (left) and BFLOP/s (right); the paper's Titan X as markers.
+
+    One color per (backend, precision, batch) from a 20-color map, forward-only rows hatched; one
+    legend below both plots, so no label sits on a bar."""
     labels = sorted({(r["backend"], r["precision"], r["batch"]) for r in rows}, key=str)
+    forward_only = {(r["backend"], r["precision"], r["batch"]) for r in rows if r.get("scope") == "forward only"}
+    colors = plt.get_cmap("tab20" if len(labels) > 10 else "tab10").colors
     sizes = sorted({r["size"] for r in rows})
     x = np.arange(len(sizes))
     width = 0.8 / max(len(labels), 1)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    legend_rows = (len(labels) + 3) // 4 + 1
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4 + 0.22 * legend_rows))
     for metric, ax, unit in (("fps", axes[0], "frames / s (log scale)"),
                              ("bflops_per_s", axes[1], "BFLOP/s achieved in inference (log scale)")):
         for i, label in enumerate(labels):
             values = [next((r[metric] for r in rows if (r["backend"], r["precision"], r["batch"]) == label
                             and r["size"] == s), np.nan) for s in sizes]
             name = f"{label[0]} {label[1]}" + (f" b{label[2]}" if label[2] != 1 else "")
-            bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name)
-            ax.bar_label(bars, fmt="%.1f" if metric == "fps" else "%.0f", fontsize=7)
+            bars = ax.bar(x + (i - (len(labels) - 1) / 2) * width, values, width, label=name,
+                          color=colors[i % len(colors)], hatch="//" if label in forward_only else None,
+                          edgecolor="white" if label in forward_only else None)
+            ax.bar_label(bars, fmt="%.1f" if metric == "fps" else "%.0f", fontsize=6)
         paper_values = [next((p[metric] for p in paper if p["size"] == s), np.nan) for s in sizes]
         ax.plot(x, paper_values, "k*", markersize=12, label=paper_label)
         if metric == "bflops_per_s" and gemm:
@@ -39,9 +47,11 @@ def plot(rows: Sequence[dict[str, Any]], paper: Sequence[dict[str, Any]], gemm: 
         ax.set_xlabel("input size")
         ax.set_ylabel(unit)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7, frameon=False,
+               title="hatched: network forward only; plain: the Detector end to end", title_fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05 * legend_rows, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -31,6 +31,10 @@ def test_speed_targets_use_the_best_detector_and_the_fastest_int8_network():
     assert s["fastest_int8_network"] == {"backend": "openvino-net", "precision": "int8-tensorrt", "ms": 83.0}
     assert s["best_over_fastest_int8"] == pytest.approx(86 / 83) and s["pass_within_1_05"]
     assert s["speedup_over_fp32_onnxruntime"] == pytest.approx(300 / 86) and s["pass_3x_fp32"]
+    # the best configuration whose accuracy is the file's: not the TensorRT-placed INT8 on OpenVINO
+    assert s["best_accurate"]["backend"] == "onnxruntime" and s["best_accurate"]["precision"] == "int8-cpu"
+    assert s["best_accurate_over_fastest_int8"] == pytest.approx(95 / 83)
+    assert s["best_accurate_speedup_over_fp32_onnxruntime"] == pytest.approx(300 / 95)
 
 
 def test_bf16_needs_the_cpu_flag_and_takes_the_accuracy_from_compare():
