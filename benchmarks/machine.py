@@ -39,7 +39,7 @@ def physical_cores() -> int:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "numpy": np.__version__}
-    for name in ("onnxruntime", "torch", "cv2"):
+    for name in ("onnxruntime", "openvino", "torch", "cv2"):
         try:
             out[name] = __import__(name).__version__
         except ImportError:
