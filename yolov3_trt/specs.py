@@ -80,12 +80,12 @@ class DecodeSpec:
         width, height = _pair(input_size, "input size")
         if len(anchors) != len(strides):
             raise ValueError(f"{len(anchors)} anchor sets for {len(strides)} strides: heads need one of each")
-        heads = []
+        grids = []
         for i, (sx, sy) in enumerate((int(x), int(y)) for x, y in strides):
             if sx < 1 or sy < 1 or width % sx or height % sy:
                 raise ValueError(f"head {i}: stride {(sx, sy)} does not divide the input {width}x{height}")
-            heads.append(HeadSpec(_anchors(anchors[i]), (sx, sy), (width // sx, height // sy)))
-        return cls(tuple(heads), int(num_classes), (width, height))
+            grids.append((width // sx, height // sy))
+        return cls.from_grids(anchors, grids, num_classes, (width, height))
 
     @classmethod
     def from_grids(cls, anchors: Sequence[Sequence[Sequence[float]]], grids: Sequence[Sequence[int]],

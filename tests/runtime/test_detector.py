@@ -46,7 +46,7 @@ def _same(a, b, atol=0.02):
 
 def test_every_backend_gives_the_same_detections(models, images):
     folder = models["folder"]
-    detectors = [Detector(folder / "raw.onnx", conf=CONF), Detector(folder / "e2e.onnx"),
+    detectors = [Detector(folder / "raw.onnx", "onnxruntime", conf=CONF), Detector(folder / "e2e.onnx"),
                  Detector(folder / "tiny.pt", conf=CONF),
                  Detector.from_model(models["model"], COCO_NAMES, size=SIZE, conf=CONF)]
     # the checkpoint runs at the cfg's own size: compare it at that size separately
