@@ -37,7 +37,7 @@ def image() -> np.ndarray:
 def test_a_built_backend_gives_what_the_path_gives_and_is_owned(files) -> None:
     path = files["folder"] / "raw.onnx"
     built = OnnxRuntimeBackend(path, threads=1)
-    with Detector(built, conf=0.01) as composed, Detector(path, conf=0.01) as loaded:
+    with Detector(built, conf=0.01) as composed, Detector(path, "onnxruntime", conf=0.01) as loaded:
         assert composed.backend == loaded.backend and composed._backend is built
         a, b = composed.detect(image()), loaded.detect(image())
         np.testing.assert_array_equal(a.boxes, b.boxes)
