@@ -126,6 +126,18 @@ class QuantizeError(FileError):
     """A model that cannot be quantized as asked (wrong input, size mismatch, unknown method)."""
 
 
+class AccuracyBudgetError(QuantizeError):
+    """INT8 that misses its AP50 budget with every choice of layers it may keep in higher precision.
+
+    ``best_drop`` (AP50 points) and ``best_k`` (layers kept in higher precision) are the closest
+    it came; the message names both.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str, best_drop: float, best_k: int):
+        super().__init__(path, problem)
+        self.best_drop, self.best_k = best_drop, best_k
+
+
 class TrainingError(YoloV3TrtError):
     """Training that cannot go on: a loss or gradient that is not finite (nothing of it is saved)."""
 

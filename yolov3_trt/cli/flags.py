@@ -88,6 +88,10 @@ FLAGS: dict[str, Flag] = {
                           "copied instead of calibrated again", metavar="DIR"),
     "--target": Flag("INT8 placement: tensorrt (ModelOpt, for build --int8) or cpu (ONNX Runtime)",
                      choices=Target.values()),
+    "--max-ap-drop": Flag("INT8 within an accuracy budget: the most AP50 points it may lose against FP32 on --val; "
+                          "the Conv layers with the largest output error stay in higher precision (FP16 for tensorrt, "
+                          "FP32 for cpu), 1, 2, 4, ... of them, until it fits; writes a .budget.json report and "
+                          ".budget.png beside the output", non_negative_float, "P"),
     # graphs and engines
     "--flavour": Flag("graph exported from --cfg/--checkpoint: raw: the head tensors (decode + NMS outside); "
                       "end2end: decode + NMS in the graph, EfficientNMS outputs (--conf/--iou/--max-det baked in); "

@@ -5,6 +5,11 @@ symmetric, zero point 0, per-channel weights, FP16 elsewhere; what ``build --int
 and ``cpu`` (ONNX Runtime static quantization: uint8 activations, int8 per-channel weights; what
 runs fast on ONNX Runtime). Both take the same seeded sample of --calib images, preprocessed as
 at inference. The result keeps the model's metadata, so every yolov3_trt tool loads it.
+
+With ``--max-ap-drop P --val DATA``, INT8 keeps its AP50 on DATA within P points of the FP32
+model's: the Conv layers with the largest output error are left out of quantization until it
+fits (``yolov3_trt.quantize.budget``), and a report (``.budget.json``, ``.budget.png``) is
+written beside the output.
 """
 from __future__ import annotations
 
@@ -36,8 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(g, "--size", default_text="the model's own; given, it must match")
     add_flag(g, "--output", metavar="PATH", help="ONNX to write; an existing file needs --force, the source model "
              "is never replaced", default_text="MODEL's stem + -fp16, -int8-trt or -int8-cpu, beside it")
-    add_force_arg(g, help="replace an existing --output ONNX (never MODEL)")
+    add_force_arg(g, help="replace an existing --output ONNX (never MODEL) and, with --max-ap-drop, its report")
+    b = parser.add_argument_group("accuracy budget (INT8)")
+    add_flag(b, "--max-ap-drop", default_text="no budget: every layer the placement quantizes is INT8")
+    add_flag(b, "--val", default_text="none; needed by --max-ap-drop")
     return parser
+
+
+def check_budget_flags(args: argparse.Namespace) -> None:
+    """UsageError for --max-ap-drop without --int8 or --val, and --val without --max-ap-drop."""
+    if args.max_ap_drop is not None and not args.int8:
+        raise UsageError("--max-ap-drop is used only with --int8 (it is the AP50 budget of the INT8 file)")
+    if args.max_ap_drop is not None and not args.val:
+        raise UsageError("--max-ap-drop needs a labelled validation set to measure AP50 on: give --val DATA")
+    if args.val and args.max_ap_drop is None:
+        raise UsageError("--val is used only with --max-ap-drop")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,12 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model or args.model_flag
     if not model:
         raise UsageError("no model: give the FP32 ONNX file (MODEL or --model)")
+    check_budget_flags(args)
     PRECISION.parse(args)
     if args.fp16 and "--target" in given_flags(args):
         raise UsageError("--target is used only with --int8 (one FP16 file serves every engine)")
     kind = "fp16" if args.fp16 else args.target
     output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")
-    check_output_file(output, inputs=existing_inputs(model, args.calib), force=args.force)
+    inputs = existing_inputs(model, args.calib, args.val)
+    check_output_file(output, inputs=inputs, force=args.force)
+    if args.max_ap_drop is not None:
+        from .budget import report_paths
+
+        folders = [args.val] if Path(args.val).is_dir() else []
+        for path in (output, *report_paths(output)):
+            check_output_file(path, inputs=inputs, force=args.force, input_folders=folders)
     if args.calib_cache:
         check_writable_folder(args.calib_cache, option="--calib-cache")
 
@@ -63,6 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_source(model, args.size)
         quantize_fp16(model, output)
         print(f"wrote {output} (FP16, FP32 inputs/outputs)")
+    elif args.max_ap_drop is not None:
+        from .budget import quantize_int8_budget
+
+        load_source(model, args.size)
+        report = quantize_int8_budget(model, output, args.calib, args.val, max_ap_drop=args.max_ap_drop,
+                                      target=args.target, method=args.calib_method, num_images=args.calib_images,
+                                      seed=args.calib_seed, cache_dir=args.calib_cache, progress=True)
+        chosen, speed = report["chosen"], report["speed"]
+        layers = ", ".join(str(n) for n in chosen["layers"])
+        kept = (f"{chosen['k']} Conv layer{'s' if chosen['k'] != 1 else ''} in higher precision (Darknet layers "
+                f"{layers})" if chosen["k"] else "every layer INT8")
+        print(f"wrote {output} (INT8 for {args.target}, {kept}): AP50 {chosen['ap50']:.2f} against FP32 "
+              f"{report['fp32_ap50']:.2f} on {report['val']['images']} images of {args.val}, drop "
+              f"{chosen['drop']:.2f} <= {args.max_ap_drop:g} points; ONNX Runtime CPU {speed['chosen_ms']:.1f} ms "
+              f"(all-INT8 {speed['k0_ms']:.1f} ms)")
+        print(f"report {report['files']['json']}, {report['files']['png']}")
     else:
         quantize_int8(model, output, args.calib, target=args.target, method=args.calib_method,
                       num_images=args.calib_images, seed=args.calib_seed, cache_dir=args.calib_cache, size=args.size)

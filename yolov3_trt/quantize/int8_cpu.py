@@ -36,6 +36,11 @@ def quantize_cpu(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str
 
     ``reduce_range`` (7-bit weights) avoids the int16 saturation of ``vpmaddubsw`` in pre-VNNI
     AVX2 kernels at some accuracy cost; it was measured and is off (README).
+
+    ``nodes_to_exclude``: node names ONNX Runtime leaves unquantized (float weights; a neighbour
+    that is quantized may still hand them a dequantized input, which
+    :func:`yolov3_trt.quantize.int8.read_float_inputs` undoes); None or empty: every node of
+    ``op_types``, as before.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

@@ -22,8 +22,10 @@ kernel), which is how its accuracy is measured before any GPU sees it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 
 import numpy as np
 
@@ -32,18 +34,31 @@ logger = logging.getLogger(__name__)
 METHODS = {"entropy": "entropy", "max": "max"}  # what ModelOpt offers for INT8
 
 
-def _quantize_in_this_process(src: str, tmp: str, input_name: str, images_npy: str, method: str) -> None:
+def exclude_patterns(names: list[str]) -> list[str]:
+    """ModelOpt's ``nodes_to_exclude`` for exactly these node names: it takes regular expressions
+    and applies ``re.match`` (a prefix match: ``/layers.1/conv/Conv`` would also match layer 10's
+    Conv), so each name is escaped and anchored at its end."""
+    return [re.escape(name) + "$" for name in names]
+
+
+def _quantize_in_this_process(src: str, tmp: str, input_name: str, images_npy: str, method: str,
+                              exclude_json: str = "[]") -> None:
     from modelopt.onnx.quantization import quantize
 
     images = np.load(images_npy)
+    excluded = json.loads(exclude_json)
     quantize(onnx_path=src, quantize_mode="int8", calibration_data={input_name: images},
              calibration_method=METHODS[method], calibration_eps=["cpu"], high_precision_dtype="fp16",
-             use_zero_point=False, output_path=tmp, log_level="WARNING")
+             use_zero_point=False, output_path=tmp, log_level="WARNING",
+             nodes_to_exclude=exclude_patterns(excluded) if excluded else None)
 
 
 def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str, images: np.ndarray,
-                      method: str) -> None:
+                      method: str, *, nodes_to_exclude: list[str] | None = None) -> None:
     """Calibrate ``src`` on ``images`` ``(N, 3, H, W)`` with ``method`` and write TensorRT Q/DQ INT8 to ``tmp``.
+
+    ``nodes_to_exclude``: node names ModelOpt leaves unquantized (they stay in the high-precision
+    dtype, FP16); None or empty: ModelOpt's own choice, as before.
 
     Runs ModelOpt in a child interpreter (module docstring). A subprocess rather than
     multiprocessing: a spawned worker re-imports the caller's main script, which breaks scripts
@@ -63,7 +78,8 @@ def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name
                 "q(*sys.argv[1:])")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
-        done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method],
+        done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method,
+                               json.dumps(list(nodes_to_exclude or []))],
                               capture_output=True, text=True, env=env, cwd=os.getcwd())
     for line in (done.stdout + done.stderr).splitlines():
         logger.debug("modelopt: %s", line)

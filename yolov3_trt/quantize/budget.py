@@ -1,0 +1,344 @@
+"""INT8 with an accuracy budget: the fewest Conv layers kept in higher precision for an AP50 drop that fits.
+
+:func:`quantize_int8_budget` calibrates INT8 as :func:`~yolov3_trt.quantize.quantize_int8` does,
+then measures COCO AP50 of the FP32 source and of the INT8 file on a labelled validation set
+(a Detector on ONNX Runtime's CPU provider, as ``evaluate --compare`` does). If the drop, in AP50
+points, is within ``max_ap_drop``, that file is the result (k = 0). Otherwise:
+
+1. Rank. Each quantized Conv's output is compared with the FP32 one on the calibration images
+   (relative RMS error, :func:`yolov3_trt.evaluate.layer_error.layer_errors`: one ONNX Runtime
+   pass per file, far cheaper than an AP per layer). Largest error first; ties by graph order.
+2. Search. Quantize again with the k worst layers left out of quantization (``nodes_to_exclude``:
+   for ``tensorrt`` ModelOpt keeps them in FP16, its high-precision dtype; for ``cpu`` ONNX Runtime
+   keeps the Conv and its LeakyRelu in FP32, so the layer's output is not rounded either; the
+   MaxPool, Resize, Concat, ... that only feed excluded layers go with them, see
+   :func:`excluded_nodes`), for k = 1, 2, 4, 8, ... (doubling, the last step the limit itself),
+   until the drop fits; then bisect
+   between the last k that missed and the first that fit, so the result is the smallest k the
+   search saw fit (it assumes the drop shrinks as k grows, which the measured steps show).
+3. Fail. When no k up to the limit (every quantized Conv, or ``max_excluded``) fits:
+   :class:`~yolov3_trt.errors.AccuracyBudgetError`, one line with the best drop and its k.
+
+Every step is deterministic for a seed (the same calibration images, the same ranking). The
+chosen file is written to ``dst`` with ``yolov3_trt.ap_budget`` in its metadata (JSON: budget,
+measured drop, AP50s, excluded nodes, their Darknet layers); beside it ``<dst stem>.budget.json``
+(every step, the ranking, the speed cost: ONNX Runtime CPU inference ms of the k = 0 file and of
+the chosen one, the median of a few runs at batch 1) and ``<dst stem>.budget.png`` (AP50 against
+the layers kept in higher precision, with the budget line). All three are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..calibration import DEFAULT_NUM_IMAGES, load_calibration_images, sample_images
+from ..errors import AccuracyBudgetError, QuantizeError
+from ..fileio import atomic_path, atomic_write_text
+from ..metadata import PREFIX
+from ..vocab import Flavour
+from .int8 import check_request, quantize_int8
+from .model_io import load_source, prepare
+
+logger = logging.getLogger(__name__)
+
+# The Detector's thresholds for AP: those of ``python -m yolov3_trt.evaluate`` (its DEFAULT_CONF and
+# DEFAULT_MAX_DET), so an AP here is the AP evaluate reports.
+DEFAULT_CONF = 0.005
+DEFAULT_MAX_DET = 100
+TIMING_RUNS = 7
+SCHEDULE = "doubling (k = 1, 2, 4, ..., the limit), then bisection between the last miss and the first fit"
+_TOLERANCE = 1e-9  # AP differences are sums of floats: a drop equal to the budget fits
+
+
+def report_paths(dst: str | os.PathLike) -> tuple[Path, Path]:
+    """The report JSON and picture written beside ``dst``: ``<stem>.budget.json``, ``<stem>.budget.png``."""
+    dst = Path(dst)
+    return dst.with_name(dst.stem + ".budget.json"), dst.with_name(dst.stem + ".budget.png")
+
+
+def _quantized_convs(path: Path) -> set[str]:
+    """Names of the Conv nodes of ``path`` whose weight is dequantized (the quantized ones)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1
+            and getattr(producer.get(n.input[1]), "op_type", "") == "DequantizeLinear"}
+
+
+# Ops that a quantizer gives Q/DQ inputs (ModelOpt's TensorRT placement, ONNX Runtime's CPU one) and
+# that only pass a layer's input on: left quantized before an excluded Conv, they would still round
+# its input (``DQ -> MaxPool -> Conv``).
+FEEDERS = ("Add", "Concat", "MaxPool", "Pad", "Resize")
+
+
+def excluded_nodes(path: str | os.PathLike, convs: Sequence[str], target: str) -> list[str]:
+    """The nodes to keep out of quantization so that the Conv layers ``convs`` of ``path`` (the
+    graph the quantizers read: :func:`~yolov3_trt.quantize.model_io.prepare`'s) run in
+    higher precision, in graph order: each Conv; for ``cpu`` also the LeakyRelu that alone reads
+    it (ONNX Runtime quantizes LeakyRelu, TensorRT's placement does not); and every
+    :data:`FEEDERS` node all of whose readers are already kept out (found until none is left), so
+    no Q/DQ stands between the previous layer and an excluded Conv."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    readers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    chosen = set(convs)
+    if target == "cpu":
+        for node in model.graph.node:
+            if node.name in convs:
+                after = readers.get(node.output[0], [])
+                if len(after) == 1 and after[0].op_type == "LeakyRelu":
+                    chosen.add(after[0].name)
+    graph_outputs = {o.name for o in model.graph.output}
+    grown = True
+    while grown:
+        grown = False
+        for node in model.graph.node:
+            if node.op_type not in FEEDERS or node.name in chosen:
+                continue
+            after = [r for o in node.output for r in readers.get(o, [])]
+            if after and all(r.name in chosen for r in after) and not graph_outputs.intersection(node.output):
+                chosen.add(node.name)
+                grown = True
+    return [n.name for n in model.graph.node if n.name in chosen]
+
+
+def _ranking(src: Path, int8: Path, images: np.ndarray) -> list[dict[str, Any]]:
+    """The quantized Convs of ``int8``, largest relative output error against ``src`` first."""
+    import onnx
+
+    from ..evaluate.layer_error import layer_errors
+
+    model = onnx.load(str(src), load_external_data=False)
+    node_of = {n.output[0]: n.name for n in model.graph.node if n.op_type == "Conv"}
+    quantized = _quantized_convs(int8)
+    rows = layer_errors(src, {"int8": int8}, images)["int8"]
+    ranked = [{"node": node_of[r["tensor"]], "layer": r["layer"], "rel_error": r["rel_error"], "order": i}
+              for i, r in enumerate(rows) if node_of.get(r["tensor"]) in quantized and r["rel_error"] is not None]
+    ranked.sort(key=lambda r: (-r["rel_error"], r["order"]))
+    for r in ranked:
+        del r["order"]
+    return ranked
+
+
+def _ap50(path: Path, samples: Sequence, num_classes: int, conf: float, max_det: int, batch: int) -> float:
+    """COCO AP50 in percent of the file on ``samples`` (a Detector on ONNX Runtime, the CPU)."""
+    from ..evaluate.compare import evaluate_models
+
+    value = evaluate_models([path], samples, num_classes, conf=conf, iou=None, max_det=max_det,
+                            batch=batch)[0]["metrics"]["ap50"]
+    return 100.0 * float(value)
+
+
+def _inference_ms(path: Path, x: np.ndarray, runs: int) -> float:
+    """Median ONNX Runtime CPU milliseconds of one ``x`` run of ``path`` (two untimed runs first)."""
+    import onnxruntime as ort
+
+    from ..runtime.backends.ort_backend import session_options
+
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+    for _ in range(2):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        session.run(None, feed)
+        times.append(1000.0 * (time.perf_counter() - began))
+    return statistics.median(times)
+
+
+def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120) -> Path:
+    """AP50 against the layers kept in higher precision, FP32's AP50 and the budget line, as a PNG (atomic)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = sorted(report["steps"], key=lambda s: s["k"])
+    figure = Figure(figsize=(7, 4.6), dpi=dpi)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    ks = [s["k"] for s in steps]
+    axes.plot(ks, [s["ap50"] for s in steps], marker="o", label=f"INT8 {report['target']}")
+    fp32 = report["fp32_ap50"]
+    axes.axhline(fp32, color="grey", linestyle=":", label=f"FP32 {fp32:.2f}")
+    axes.axhline(fp32 - report["budget"], color="red", linestyle="--",
+                 label=f"budget: FP32 - {report['budget']:g} points")
+    chosen = report.get("chosen")
+    if chosen is not None:
+        axes.plot([chosen["k"]], [chosen["ap50"]], marker="*", markersize=14, color="green", linestyle="none",
+                  label=f"chosen: k = {chosen['k']}")
+    axes.set_xlabel(f"Conv layers kept in higher precision (of {report['quantized_layers']} quantized)")
+    axes.set_ylabel("AP50 (%)")
+    axes.set_xticks(ks)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    axes.set_title(f"INT8 ({report['target']}) with an AP50 budget, {report['val']['images']} validation images",
+                   fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return path
+
+
+def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
+                         calib: str | os.PathLike | Sequence[str | os.PathLike], val: str | os.PathLike, *,
+                         max_ap_drop: float, target: str = "tensorrt", method: str = "entropy",
+                         num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0, max_excluded: int | None = None,
+                         cache_dir: str | os.PathLike | None = None,
+                         val_names: Sequence[str] | str | os.PathLike | None = None, conf: float = DEFAULT_CONF,
+                         max_det: int = DEFAULT_MAX_DET, batch: int = 8, timing_runs: int = TIMING_RUNS,
+                         progress: bool = False) -> dict[str, Any]:
+    """Write INT8 ``dst`` whose AP50 on ``val`` is at most ``max_ap_drop`` points below FP32's (module docstring).
+
+    Args:
+        src: the FP32 ONNX export (raw or end2end; a plugin graph cannot run on ONNX Runtime).
+        dst: the INT8 ONNX to write; its report JSON and PNG go beside it (:func:`report_paths`).
+        calib, target, method, num_images, seed, cache_dir: as for
+            :func:`~yolov3_trt.quantize.quantize_int8` (every step is one of its calls; a cached
+            step, the excluded nodes part of its key, is copied instead of calibrated).
+        val: a labelled dataset (:func:`yolov3_trt.data.dataset.load_dataset`: YOLO folder or
+            list, COCO JSON); ``val_names`` its class names where they are not beside it.
+        max_ap_drop: the budget, AP50 points (percent) FP32 minus INT8; a negative one asks INT8
+            to beat FP32.
+        max_excluded: the most Conv layers kept in higher precision (None: every quantized one).
+        conf, max_det, batch: the Detector's settings for AP (evaluate's defaults).
+        timing_runs: timed runs of each speed measurement.
+
+    Returns:
+        The report (also written as JSON): ``budget``, ``fp32_ap50``, ``steps`` (each ``k``,
+        ``excluded`` node names, ``layers``, ``ap50``, ``drop``), ``ranking``, ``chosen`` (the
+        step written), ``speed`` (``k0_ms``, ``chosen_ms``, ``slowdown``), ``files``.
+
+    Raises:
+        AccuracyBudgetError: no k up to the limit meets the budget (nothing is written).
+        QuantizeError, CalibrationError, FileError, DatasetError: as quantize_int8 and load_dataset
+            (checked before any calibration), a non-finite budget, a negative ``max_excluded``,
+            a plugin graph, a validation set of other classes or without labels.
+    """
+    from ..data.dataset import load_dataset
+
+    if not isinstance(max_ap_drop, (int, float)) or not math.isfinite(max_ap_drop):
+        raise QuantizeError(None, f"max_ap_drop must be a finite number of AP50 points, not {max_ap_drop!r}")
+    if max_excluded is not None and (not isinstance(max_excluded, int) or max_excluded < 0):
+        raise QuantizeError(None, f"max_excluded must be a whole number >= 0, not {max_excluded!r}")
+    check_request(target, method)
+    source = load_source(src)
+    if source.metadata.flavour == Flavour.PLUGIN:
+        raise QuantizeError(source.path, "the AP budget is measured on ONNX Runtime, which cannot run the plugin "
+                                         "node: give the raw (or end2end) export")
+    dataset = load_dataset(val, val_names)
+    if len(dataset.names) != len(source.metadata.names):
+        raise QuantizeError(source.path, f"the model has {len(source.metadata.names)} classes, the validation set "
+                                         f"{val} {len(dataset.names)}")
+    if not any(len(s.classes) for s in dataset.samples):
+        raise QuantizeError(None, f"{val}: the validation set has no labelled objects, so AP50 is undefined")
+    images = sample_images(calib, num_images, seed)  # before any calibration: a too small set fails here
+    dst = Path(dst)
+    json_path, png_path = report_paths(dst)
+    budget = float(max_ap_drop)
+    samples, num_classes = dataset.samples, len(dataset.names)
+
+    with tempfile.TemporaryDirectory(prefix="yolov3_trt-budget-") as folder:
+        files: dict[int, Path] = {}
+        steps: list[dict[str, Any]] = []
+        ranking: list[dict[str, Any]] = []
+
+        def step(k: int) -> dict[str, Any]:
+            convs = [r["node"] for r in ranking[:k]]
+            excluded = excluded_nodes(prepared, convs, target) if convs else []
+            path = Path(folder) / f"k{k}.onnx"
+            quantize_int8(source.path, path, calib, target=target, method=method, num_images=num_images, seed=seed,
+                          cache_dir=cache_dir, progress=progress, nodes_to_exclude=excluded or None)
+            ap50 = _ap50(path, samples, num_classes, conf, max_det, batch)
+            files[k] = path
+            record = {"k": k, "excluded": excluded, "layers": [r["layer"] for r in ranking[:k]], "ap50": ap50,
+                      "drop": fp32_ap50 - ap50}
+            record["fits"] = record["drop"] <= budget + _TOLERANCE
+            steps.append(record)
+            logger.info("k = %d: AP50 %.2f, drop %.2f points (budget %g)%s", k, ap50, record["drop"], budget,
+                        "" if not excluded else f", excluded {', '.join(convs)}")
+            return record
+
+        prepared = prepare(source, folder)  # the graph the quantizers see (-inf pads folded, no tail)
+        fp32_ap50 = _ap50(source.path, samples, num_classes, conf, max_det, batch)
+        first = step(0)
+        limit = 0
+        chosen = first if first["fits"] else None
+        if chosen is None:
+            blob = load_calibration_images(images, source.size, source.metadata.resize, progress=progress)
+            ranking = _ranking(source.path, files[0], blob)
+            limit = len(ranking) if max_excluded is None else min(max_excluded, len(ranking))
+            miss, k = 0, 1
+            while chosen is None and miss < limit:
+                k = min(k, limit)
+                record = step(k)
+                if record["fits"]:
+                    chosen = record
+                else:
+                    miss, k = k, 2 * k
+            while chosen is not None and chosen["k"] - miss > 1:  # the smallest k that fits
+                record = step((miss + chosen["k"]) // 2)
+                if record["fits"]:
+                    chosen = record
+                else:
+                    miss = record["k"]
+        tried = sorted(s["k"] for s in steps)
+        if chosen is None:
+            best = min(steps, key=lambda s: (s["drop"], s["k"]))
+            limit_text = f"max_excluded={max_excluded}" if max_excluded is not None and max_excluded < len(ranking) \
+                else f"all {len(ranking)} quantized Conv layers"
+            raise AccuracyBudgetError(source.path, f"no INT8 file meets the AP50 budget of {budget:g} points on {val}: "
+                                                   f"the best drop was {best['drop']:.2f} points with k = {best['k']} "
+                                                   f"layers in higher precision (tried k = "
+                                                   f"{', '.join(map(str, tried))}; limit {limit_text})",
+                                      best["drop"], best["k"])
+        x = load_calibration_images(images[:1], source.size, source.metadata.resize, progress=False)
+        k0_ms = _inference_ms(files[0], x, timing_runs)
+        chosen_ms = k0_ms if chosen["k"] == 0 else _inference_ms(files[chosen["k"]], x, timing_runs)
+        report: dict[str, Any] = {
+            "source": str(source.path), "output": str(dst), "target": target, "method": method,
+            "calibration": {"path": str(calib) if isinstance(calib, (str, os.PathLike)) else [str(p) for p in calib],
+                            "images": len(images), "seed": seed},
+            "val": {"path": str(val), "images": len(samples), "conf": conf, "max_det": max_det},
+            "budget": budget, "fp32_ap50": fp32_ap50, "quantized_layers": len(_quantized_convs(files[0])),
+            "max_excluded": max_excluded, "schedule": SCHEDULE, "ranking": ranking,
+            "steps": sorted(steps, key=lambda s: s["k"]),
+            "chosen": {key: chosen[key] for key in ("k", "excluded", "layers", "ap50", "drop")},
+            "speed": {"runtime": "onnxruntime CPUExecutionProvider, batch 1", "runs": timing_runs,
+                      "k0_ms": k0_ms, "chosen_ms": chosen_ms, "slowdown": chosen_ms / k0_ms if k0_ms else None},
+            "files": {"onnx": str(dst), "json": str(json_path), "png": str(png_path)},
+        }
+        ap_budget = {"budget": budget, "drop": chosen["drop"], "ap50": chosen["ap50"], "fp32_ap50": fp32_ap50,
+                     "k": chosen["k"], "excluded": chosen["excluded"], "layers": chosen["layers"]}
+        plot_budget(report, png_path)
+        atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        _write_onnx(files[chosen["k"]], dst, ap_budget)  # last: the model appears with its report
+    logger.info("wrote %s (k = %d, drop %.2f points), %s, %s", dst, chosen["k"], chosen["drop"], json_path, png_path)
+    return report
+
+
+def _write_onnx(path: Path, dst: Path, ap_budget: dict[str, Any]) -> None:
+    """``path`` with ``yolov3_trt.ap_budget`` added to its metadata, saved to ``dst`` atomically."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != PREFIX + "ap_budget"]
+    del model.metadata_props[:]
+    for key, value in kept + [(PREFIX + "ap_budget", json.dumps(ap_budget))]:
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
