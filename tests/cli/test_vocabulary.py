@@ -26,7 +26,9 @@ TOOLS = ["yolov3_trt.detect:build_parser", "yolov3_trt.evaluate.__main__:build_p
          "yolov3_trt.train.__main__:build_parser", "yolov3_trt.quantize.__main__:build_parser",
          "yolov3_trt.build.__main__:_parser", "yolov3_trt.data.__main__:build_parser"]
 MAIN_ONLY = ["yolov3_trt.info", "yolov3_trt.anchors", "yolov3_trt.export.__main__", "yolov3_trt.triton.__main__"]
-BENCHMARKS = ["fps", "int8_cpu_speed", "ort_settings", "postprocess", "quantize_accuracy", "train_synthetic"]
+# every script of benchmarks/ (a file run as __main__); machine.py and plot.py are their shared modules
+SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if 'if __name__ == "__main__":' in p.read_text())
+BENCHMARKS = [p.stem for p in SCRIPTS]
 
 
 class _Captured(Exception):
@@ -146,3 +148,9 @@ def test_no_library_module_imports_the_cli():
                                          "import yolov3_trt.cli", "from yolov3_trt.cli")):
             offenders.append(str(path.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def test_every_benchmark_script_builds_its_parser_from_the_vocabulary():
+    assert {"fps", "cpu_targets", "quantize_accuracy"} <= set(BENCHMARKS)
+    for path in SCRIPTS:
+        assert "def build_parser" in path.read_text(), f"{path.name} has no build_parser()"
