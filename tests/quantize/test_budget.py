@@ -207,7 +207,7 @@ def _error(capsys) -> str:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["{m}", "--int8", "--calib", "{c}", "--max-ap-drop", "1"], "--max-ap-drop needs a labelled validation set"),
+    (["{m}", "--int8", "--calib", "{c}", "--max-ap-drop", "1"], "--max-ap-drop needs a validation set"),
     (["{m}", "--fp16", "--max-ap-drop", "1", "--val", "{v}"], "--max-ap-drop is used only with --int8"),
     (["{m}", "--max-ap-drop", "1", "--val", "{v}"], "--max-ap-drop is used only with --int8"),
     (["{m}", "--int8", "--calib", "{c}", "--val", "{v}"], "--val is used only with --max-ap-drop"),
@@ -249,3 +249,18 @@ def test_cli_writes_the_model_and_its_report(setup, tmp_path, capsys):
     assert f"wrote {out} (INT8 for cpu, every layer INT8): AP50" in printed and "<= 50 points" in printed
     assert all(p.is_file() for p in (out, *report_paths(out)))
     assert json.loads(_props(out)["yolov3_trt.ap_budget"])["budget"] == 50.0
+
+
+def test_a_set_without_labels_measures_agreement_with_fp32_and_says_so(setup, tmp_path):
+    root, fp32 = setup
+    plain = write_images(tmp_path / "plain", 6, seed=1)[0].parent  # images only: no labels anywhere
+    report = quantize_int8_budget(fp32, tmp_path / "agree.onnx", root / "calib", plain, max_ap_drop=50.0,
+                                  target="cpu", num_images=4)
+    assert report["val"]["mode"] == "agreement with FP32" and report["val"]["label_conf"] == 0.25
+    # FP32 against its own detections above 0.25 (clipped to the image, as labels are): it finds nearly all
+    # (91 on this random model, as with the labelled set above; the misses are boxes mostly outside the image)
+    assert report["fp32_ap50"] > 85
+    chosen = report["chosen"]
+    assert chosen["k"] == 0 and chosen["drop"] == pytest.approx(report["fp32_ap50"] - chosen["ap50"])
+    written = report_paths(tmp_path / "agree.onnx")[0]
+    assert json.loads(written.read_text())["val"]["mode"] == "agreement with FP32"

@@ -53,7 +53,8 @@ def check_budget_flags(args: argparse.Namespace) -> None:
     if args.max_ap_drop is not None and not args.int8:
         raise UsageError("--max-ap-drop is used only with --int8 (it is the AP50 budget of the INT8 file)")
     if args.max_ap_drop is not None and not args.val:
-        raise UsageError("--max-ap-drop needs a labelled validation set to measure AP50 on: give --val DATA")
+        raise UsageError("--max-ap-drop needs a validation set to measure AP50 on: give --val DATA (labelled, or a "
+                         "folder of images: then agreement with FP32's detections)")
     if args.val and args.max_ap_drop is None:
         raise UsageError("--val is used only with --max-ap-drop")
 

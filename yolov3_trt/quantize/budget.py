@@ -1,7 +1,7 @@
 """INT8 with an accuracy budget: the fewest Conv layers kept in higher precision for an AP50 drop that fits.
 
 :func:`quantize_int8_budget` calibrates INT8 as :func:`~yolov3_trt.quantize.quantize_int8` does,
-then measures COCO AP50 of the FP32 source and of the INT8 file on a labelled validation set
+then measures COCO AP50 of the FP32 source and of the INT8 file on a validation set
 (a Detector on ONNX Runtime's CPU provider, as ``evaluate --compare`` does). If the drop, in AP50
 points, is within ``max_ap_drop``, that file is the result (k = 0). Otherwise:
 
@@ -143,6 +143,30 @@ def _ap50(path: Path, samples: Sequence, num_classes: int, conf: float, max_det:
     return 100.0 * float(value)
 
 
+AGREEMENT_CONF = 0.25  # Darknet's detect threshold: the FP32 detections that label an unlabelled set
+
+
+def agreement_samples(path: Path, samples: Sequence, conf: float = AGREEMENT_CONF) -> list:
+    """``samples`` labelled with the FP32 model's own detections above ``conf`` (for a validation
+    set without labels: AP50 then measures agreement with FP32, not accuracy)."""
+    from ..boxes import box_convert
+    from ..data.samples import Sample
+    from ..preprocess import read_image
+    from ..runtime.detector import Detector
+
+    labelled = []
+    with Detector(path, "onnxruntime", conf=conf, device="cpu") as detector:
+        for sample in samples:
+            image = read_image(sample.image)
+            height, width = image.shape[:2]
+            found = detector.detect(image)
+            xyxy = np.clip(found.boxes.astype(np.float64), 0, (width, height, width, height))  # inside the image
+            keep = (xyxy[:, 2] - xyxy[:, 0] >= 1) & (xyxy[:, 3] - xyxy[:, 1] >= 1)
+            boxes = box_convert(xyxy[keep], "xyxy", "cxcywh") / (width, height, width, height)
+            labelled.append(Sample(sample.image, boxes, found.class_ids[keep], width, height))
+    return labelled
+
+
 def _inference_ms(path: Path, x: np.ndarray, runs: int) -> float:
     """Median ONNX Runtime CPU milliseconds of one ``x`` run of ``path`` (two untimed runs first)."""
     import onnxruntime as ort
@@ -210,8 +234,11 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
         calib, target, method, num_images, seed, cache_dir: as for
             :func:`~yolov3_trt.quantize.quantize_int8` (every step is one of its calls; a cached
             step, the excluded nodes part of its key, is copied instead of calibrated).
-        val: a labelled dataset (:func:`yolov3_trt.data.dataset.load_dataset`: YOLO folder or
-            list, COCO JSON); ``val_names`` its class names where they are not beside it.
+        val: a dataset (:func:`yolov3_trt.data.dataset.load_dataset`: YOLO folder or
+            list, COCO JSON); ``val_names`` its class names where they are not beside it. A set
+            without labels (a folder of images) is labelled with the FP32 model's own detections
+            above :data:`AGREEMENT_CONF`: AP50 then measures agreement with FP32, and the report's
+            ``val.mode`` says so.
         max_ap_drop: the budget, AP50 points (percent) FP32 minus INT8; a negative one asks INT8
             to beat FP32.
         max_excluded: the most Conv layers kept in higher precision (None: every quantized one).
@@ -241,16 +268,25 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
         raise QuantizeError(source.path, "the AP budget is measured on ONNX Runtime, which cannot run the plugin "
                                          "node: give the raw (or end2end) export")
     dataset = load_dataset(val, val_names)
-    if len(dataset.names) != len(source.metadata.names):
+    labelled = any(len(s.classes) for s in dataset.samples)
+    if labelled and len(dataset.names) != len(source.metadata.names):
         raise QuantizeError(source.path, f"the model has {len(source.metadata.names)} classes, the validation set "
                                          f"{val} {len(dataset.names)}")
-    if not any(len(s.classes) for s in dataset.samples):
-        raise QuantizeError(None, f"{val}: the validation set has no labelled objects, so AP50 is undefined")
+    if not dataset.samples:
+        raise QuantizeError(None, f"{val}: no images in the validation set")
     images = sample_images(calib, num_images, seed)  # before any calibration: a too small set fails here
     dst = Path(dst)
     json_path, png_path = report_paths(dst)
     budget = float(max_ap_drop)
-    samples, num_classes = dataset.samples, len(dataset.names)
+    samples, num_classes = dataset.samples, len(source.metadata.names)
+    mode = "labels"
+    if not labelled:  # no labels: agreement with the FP32 model's own detections, stated as such
+        samples, mode = agreement_samples(source.path, dataset.samples), "agreement with FP32"
+        logger.info("%s has no labels: AP50 measures agreement with the FP32 model's own detections (conf %g), "
+                    "not accuracy", val, AGREEMENT_CONF)
+        if not any(len(s.classes) for s in samples):
+            raise QuantizeError(None, f"{val}: no labels, and the FP32 model detects nothing above {AGREEMENT_CONF} "
+                                      "on it: no agreement to measure")
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-budget-") as folder:
         files: dict[int, Path] = {}
@@ -313,7 +349,8 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
             "source": str(source.path), "output": str(dst), "target": target, "method": method,
             "calibration": {"path": str(calib) if isinstance(calib, (str, os.PathLike)) else [str(p) for p in calib],
                             "images": len(images), "seed": seed},
-            "val": {"path": str(val), "images": len(samples), "conf": conf, "max_det": max_det},
+            "val": {"path": str(val), "images": len(samples), "conf": conf, "max_det": max_det, "mode": mode,
+                    **({"label_conf": AGREEMENT_CONF} if mode != "labels" else {})},
             "budget": budget, "fp32_ap50": fp32_ap50, "quantized_layers": len(_quantized_convs(files[0])),
             "max_excluded": max_excluded, "schedule": SCHEDULE, "ranking": ranking,
             "steps": sorted(steps, key=lambda s: s["k"]),
