@@ -33,11 +33,10 @@ from ..errors import YoloV3TrtError
 from ..fileio import atomic_write_json
 from .metrics import Evaluation, coco_metrics
 from .plots import plot_pr_curves
-from .runner import run_detector
+from .runner import EVAL_CONF, EVAL_MAX_DET, run_detector
 
 logger = logging.getLogger(__name__)
-DEFAULT_CONF = 0.005  # mAP integrates the whole PR curve: keep low-score detections (COCO practice)
-DEFAULT_MAX_DET = 100  # COCO's maxDets
+DEFAULT_CONF, DEFAULT_MAX_DET = EVAL_CONF, EVAL_MAX_DET  # evaluate/runner.py: the AP thresholds
 TABLE = (("map", "mAP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_small", "APs"),
          ("ap_medium", "APm"), ("ap_large", "APl"), ("ar100", "AR@100"), ("global_ap50", "global AP50"),
          ("global_ap", "global AP@[.50:.95]"), ("per_image_ap50", "per-image AP50"),

@@ -12,6 +12,10 @@ from ..preprocess import read_image
 from .metrics import Evaluation, coco_metrics
 
 logger = logging.getLogger(__name__)
+# The Detector's thresholds when AP is measured (evaluate, the INT8 budget): mAP integrates the
+# whole PR curve, so low-score detections are kept (COCO practice), at most COCO's maxDets.
+EVAL_CONF = 0.005
+EVAL_MAX_DET = 100
 
 
 def run_detector(detector, samples: Sequence, batch: int = 8, progress: bool = True):

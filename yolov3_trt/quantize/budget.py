@@ -42,6 +42,7 @@ import numpy as np
 
 from ..calibration import DEFAULT_NUM_IMAGES, load_calibration_images, sample_images
 from ..errors import AccuracyBudgetError, QuantizeError
+from ..evaluate.runner import EVAL_CONF, EVAL_MAX_DET
 from ..fileio import atomic_path, atomic_write_text
 from ..metadata import PREFIX
 from ..vocab import Flavour
@@ -50,10 +51,9 @@ from .model_io import load_source, prepare
 
 logger = logging.getLogger(__name__)
 
-# The Detector's thresholds for AP: those of ``python -m yolov3_trt.evaluate`` (its DEFAULT_CONF and
-# DEFAULT_MAX_DET), so an AP here is the AP evaluate reports.
-DEFAULT_CONF = 0.005
-DEFAULT_MAX_DET = 100
+# The Detector's thresholds for AP: evaluate's own (evaluate/runner.py), so an AP here is the AP
+# python -m yolov3_trt.evaluate reports.
+DEFAULT_CONF, DEFAULT_MAX_DET = EVAL_CONF, EVAL_MAX_DET
 TIMING_RUNS = 7
 SCHEDULE = "doubling (k = 1, 2, 4, ..., the limit), then bisection between the last miss and the first fit"
 _TOLERANCE = 1e-9  # AP differences are sums of floats: a drop equal to the budget fits
