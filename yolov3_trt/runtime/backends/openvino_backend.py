@@ -43,6 +43,16 @@ def cpu_supports_bf16(core=None) -> bool:
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def compile_config(precision: str, threads: int | None) -> dict:
+    """The CPU plugin's settings this backend compiles with (also benchmarks/fps.py's peer row):
+    the inference precision hint, the latency hint and, when given, the thread count."""
+    config: dict = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                    "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
 def read_metadata(model, path: str | os.PathLike) -> ModelMetadata:
     """The ``yolov3_trt.*`` metadata OpenVINO's ONNX frontend keeps in the model's rt_info."""
     info = model.get_rt_info()
@@ -92,12 +102,8 @@ class OpenVinoBackend(Backend):
                            ", ".join(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
             precision = "f32"
         self.precision = precision
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
         try:
-            self._compiled = core.compile_model(model, "CPU", config)
+            self._compiled = core.compile_model(model, "CPU", compile_config(precision, threads))
         except Exception as err:
             problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise FileError(path, f"OpenVINO cannot compile it ({problem[:200]})") from None
