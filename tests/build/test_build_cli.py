@@ -12,7 +12,7 @@ import pytest
 from helpers import DARKNET
 
 from yolov3_trt.build.__main__ import _choose_flavour, main, parse_batch
-from yolov3_trt.build.device import is_available
+from yolov3_trt.tensorrt.device import is_available
 from yolov3_trt.cli.common import run
 from yolov3_trt.darknet.weights import random_darknet_weights, write_darknet_weights
 from yolov3_trt.model.yolov3 import YoloV3

@@ -24,7 +24,7 @@ from ..cli.flags import add_flag
 from ..cli.types import parse_batch  # noqa: F401 (the build tool's --batch, imported from here by tests)
 from ..cli.outputs import FORCE, OutputError, add_force_arg, check_output_file, existing_inputs, model_inputs
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET
-from .device import supports_aot_plugin, tensorrt_module
+from yolov3_trt.tensorrt.device import supports_aot_plugin, tensorrt_module
 from ..vocab import HardwareCompat
 from .steps import BuildOptions
 
@@ -150,7 +150,7 @@ def _planned_onnx(args: argparse.Namespace, out_folder: Path, flavour: str | Non
 def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | None) -> None:
     """Every file the build writes, checked before any export, calibration or build (OutputError):
     the ONNX made on the way, the engine and its sidecar; none may be an input."""
-    from .sidecar import sidecar_path
+    from yolov3_trt.tensorrt.sidecar import sidecar_path
 
     inputs = model_inputs(args) + existing_inputs(args.calib)
     written, compiled = _planned_onnx(args, out_folder, flavour)
