@@ -132,21 +132,9 @@ def validate_config(text: str, path: str | os.PathLike = "config.pbtxt"):
     return config
 
 
-def check_sidecar_consistent(path: Path, info, meta: ModelMetadata) -> None:
-    """FileError naming the sidecar when its own fields disagree with the ONNX metadata it carries.
-
-    The repository's tensors and labels.txt come from that metadata while the runtime reads the
-    sidecar's fields too: a hand-edited or mixed-up sidecar would serve one model under another's
-    class names or tensor shapes (:func:`yolov3_trt.tensorrt.sidecar.check_consistent`).
-    """
-    from yolov3_trt.tensorrt.sidecar import check_consistent
-
-    check_consistent(path, info, meta)
-
-
 def _engine_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int]:
     """The engine's metadata from its sidecar, after checking the engine is the one the sidecar describes."""
-    from yolov3_trt.tensorrt.sidecar import check_engine_hash, read_sidecar, sidecar_path
+    from yolov3_trt.tensorrt.sidecar import check_consistent, check_engine_hash, read_sidecar, sidecar_path
 
     from ..errors import EngineCompatibilityError
 
@@ -156,7 +144,8 @@ def _engine_model(path: Path) -> tuple[ModelMetadata, dict[str, str], str, int]:
                                                            "against it; rebuild it with python -m yolov3_trt.build")
     check_engine_hash(path, info)
     meta = info.model_metadata(path)
-    check_sidecar_consistent(path, info, meta)
+    # its tensors and labels.txt come from that metadata: a mixed-up sidecar would serve another model's
+    check_consistent(path, info, meta)
     return meta, dict(info.model), "tensorrt_plan", info.batch[2]
 
 
