@@ -57,6 +57,18 @@ class ModelMetadata:
     def num_classes(self) -> int:
         return len(self.names)
 
+    @property
+    def ap_budget(self) -> dict | None:
+        """An INT8 file's accuracy budget record (``yolov3_trt.quantize.budget``: ``budget``, the
+        measured ``drop``, ``k`` and the ``layers`` kept in higher precision, the held-out result),
+        or None (no budget, or a record this version cannot read)."""
+        text = self.extra.get("ap_budget")
+        try:
+            value = json.loads(text) if text else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     @classmethod
     def from_model(cls, model, names: Sequence[str], size: tuple[int, int] | None = None,
                    **fields) -> "ModelMetadata":

@@ -124,6 +124,40 @@ def test_precision_with_the_plugin_graph(weights, precision, tmp_path, capsys):
     assert node(again).attribute == node(tmp_path / "tiny-plugin.onnx").attribute
 
 
+TINY_WEIGHTS = DARKNET / "weights" / "yolov3-tiny.weights"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                    reason="INT8 calibration for TensorRT needs nvidia-modelopt[onnx] (the [quantize] extra)")
+@pytest.mark.skipif(not TINY_WEIGHTS.is_file(), reason=f"Darknet's yolov3-tiny weights are not at {TINY_WEIGHTS}")
+def test_int8_within_an_ap_budget_on_the_plugin_graph(tmp_path, capsys):
+    """build --int8 --max-ap-drop: the budget is measured on the plugin graph's raw heads (agreement
+    with FP32 on Darknet's photos), the plugin node is put back, and the ONNX made for the device
+    carries the budget (which the engine's sidecar copies with the rest of its metadata)."""
+    import json
+
+    from yolov3_trt.build.pipeline import read_onnx
+    from yolov3_trt.quantize.budget import report_paths
+
+    argv = ["--cfg", "yolov3-tiny", "--weights", str(TINY_WEIGHTS), "--size", "256", "--flavour", "plugin",
+            "--int8", "--calib", str(DARKNET / "images"), "--calib-images", "3", "--max-ap-drop", "50",
+            "--val", str(DARKNET / "images"), "--output", str(tmp_path / "t.engine")]
+    assert run(main, argv) == 2
+    out = tmp_path / "yolov3-tiny-plugin-int8.onnx"
+    assert _one_line(capsys).endswith(f"--model {out} --batch 1:1:1")
+    json_path, png_path = report_paths(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, json_path.name, png_path.name])
+    metadata, props, precision, uses_plugin = read_onnx(out)
+    assert (metadata.flavour, precision, uses_plugin) == ("plugin", "int8", True)
+    budget = json.loads(props["yolov3_trt.ap_budget"])
+    report = json.loads(json_path.read_text())
+    assert budget["budget"] == 50.0 and budget["mode"] == "agreement with FP32" and budget["drop"] <= 50
+    assert report["measured_as"].startswith("raw heads") and report["target"] == "tensorrt"
+    assert report["chosen"]["k"] == budget["k"] == 0
+    assert run(main, argv) == 2  # again: the ONNX and its report exist, refused before any work
+    assert f"{out}: exists (an earlier build's ONNX?)" in _one_line(capsys)
+
+
 def test_plugin_flavour_exports_the_plugin_node(weights, tmp_path, capsys):
     from yolov3_trt.build.pipeline import read_onnx
     from yolov3_trt.plugin import trt_plugin
@@ -171,6 +205,9 @@ def test_from_an_onnx_file(weights, tmp_path, capsys):
     (["--model", "m.onnx", "--flavour", "raw"], "--model already is one"),
     (["--model", "missing.onnx"], "missing.onnx: no such ONNX file"),
     (["--model", "m.onnx", "--int8"], "--int8 needs calibration images"),
+    (["--model", "m.onnx", "--fp16", "--max-ap-drop", "1", "--val", "v"], "--max-ap-drop is used only with --int8"),
+    (["--model", "m.onnx", "--int8", "--calib", "c", "--max-ap-drop", "1"], "--max-ap-drop needs a validation set"),
+    (["--model", "m.onnx", "--int8", "--calib", "c", "--holdout", "h"], "--holdout is used only with --max-ap-drop"),
 ])
 def test_usage_errors(argv, message, capsys):
     assert run(main, argv) == 2

@@ -9,16 +9,17 @@ import numpy as np
 NAMES = ["a", "b"]
 
 
-def tiny_onnx(folder: Path, size: int = 128, seed: int = 0, cfg: str = "yolov3-tiny") -> Path:
-    """A 2-class model with random weights whose heads behave like a trained one's, as raw FP32 ONNX."""
+def tiny_onnx(folder: Path, size: int = 128, seed: int = 0, cfg: str = "yolov3-tiny", flavour: str = "raw") -> Path:
+    """A 2-class model with random weights whose heads behave like a trained one's, as FP32 ONNX
+    (raw heads, or with the ``end2end`` or ``plugin`` tail)."""
     from helpers import random_model
 
     from yolov3_trt.export.onnx_export import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     model = random_model(folder, cfg, seed, num_classes=len(NAMES), name=f"{cfg}-{seed}.weights")
-    path = folder / f"{cfg}-{size}-fp32.onnx"
-    export_onnx(model, path, NAMES, size=(size, size))
+    path = folder / (f"{cfg}-{size}-fp32.onnx" if flavour == "raw" else f"{cfg}-{size}-{flavour}-fp32.onnx")
+    export_onnx(model, path, NAMES, size=(size, size), flavour=flavour)
     return path
 
 

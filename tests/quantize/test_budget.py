@@ -53,6 +53,9 @@ def setup(tmp_path_factory):
     images = write_images(root / "val" / "images", 8, seed=1)
     _write_own_labels(fp32, images, root / "val" / "labels")
     (root / "val" / "classes.names").write_text("\n".join(NAMES) + "\n")
+    held = write_images(root / "holdout" / "images", 8, seed=2)
+    _write_own_labels(fp32, held, root / "holdout" / "labels")
+    (root / "holdout" / "classes.names").write_text("\n".join(NAMES) + "\n")
     return root, fp32
 
 
@@ -85,7 +88,9 @@ def test_a_loose_budget_keeps_every_layer_int8(setup, loose):
     root, _ = setup
     assert [s["k"] for s in loose["steps"]] == [0] and loose["chosen"]["k"] == 0
     assert loose["chosen"]["excluded"] == [] and loose["chosen"]["drop"] <= 50.0
-    assert loose["speed"]["k0_ms"] == loose["speed"]["chosen_ms"] > 0
+    for runtime in ("onnxruntime",) + (("openvino",) if importlib.util.find_spec("openvino") else ()):
+        assert loose["speed"][runtime]["k0_ms"] == loose["speed"][runtime]["chosen_ms"] > 0
+    assert loose["holdout"] is None and loose["result"] == "fits"
     budget = json.loads(_props(root / "loose.onnx")["yolov3_trt.ap_budget"])
     assert budget["excluded"] == [] and budget["budget"] == 50.0
 
@@ -103,7 +108,8 @@ def test_a_missed_budget_is_met_with_the_fewest_layers_in_higher_precision(met):
     assert chosen["layers"] == ranking[:chosen["k"]]
     errors = [r["rel_error"] for r in report["ranking"]]
     assert errors == sorted(errors, reverse=True) and len(errors) == report["quantized_layers"] == 13
-    assert report["speed"]["chosen_ms"] > 0 and report["speed"]["slowdown"] > 0
+    cost = report["speed"]["onnxruntime"]
+    assert cost["chosen_ms"] > 0 and cost["slowdown"] == pytest.approx(cost["chosen_ms"] / cost["k0_ms"])
 
 
 def test_excluded_layers_have_no_qdq_on_inputs_or_weights(setup, met):
@@ -151,7 +157,12 @@ def test_an_impossible_budget_names_the_best_drop_and_k(setup, met, tmp_path):
     assert "tried k = 0, 1; limit max_excluded=1" in message
     by_k = {s["k"]: s for s in met[0]["steps"]}  # deterministic: the same steps measure the same AP50
     assert min(by_k[0]["drop"], by_k[1]["drop"]) == pytest.approx(info.value.best_drop, abs=1e-12)
-    assert not out.exists() and not any(p.exists() for p in report_paths(out))
+    assert not out.exists()  # no model; the report shows how close it came
+    json_path, png_path = report_paths(out)
+    assert message.endswith(f"; report {json_path}") and png_path.read_bytes()[:4] == b"\x89PNG"
+    report = json.loads(json_path.read_text())
+    assert report["result"] == "no fit on the validation set" and report["chosen"] is None
+    assert [s["k"] for s in report["steps"]] == [0, 1] and report["speed"] is None
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -211,6 +222,10 @@ def _error(capsys) -> str:
     (["{m}", "--fp16", "--max-ap-drop", "1", "--val", "{v}"], "--max-ap-drop is used only with --int8"),
     (["{m}", "--max-ap-drop", "1", "--val", "{v}"], "--max-ap-drop is used only with --int8"),
     (["{m}", "--int8", "--calib", "{c}", "--val", "{v}"], "--val is used only with --max-ap-drop"),
+    (["{m}", "--int8", "--calib", "{c}", "--holdout", "{v}", "--max-excluded", "2"],
+     "--holdout, --max-excluded are used only with --max-ap-drop"),
+    (["{m}", "--int8", "--calib", "{c}", "--max-ap-drop", "1", "--val", "{v}", "--holdout", "{v}/"],
+     "is the --val set: a held-out set shares no image with it"),
     (["{m}", "--int8", "--calib", "{c}", "--target", "cpu", "--max-ap-drop", "1", "--val", "{e}/none"],
      "no such file or folder"),
 ])
@@ -264,3 +279,105 @@ def test_a_set_without_labels_measures_agreement_with_fp32_and_says_so(setup, tm
     assert chosen["k"] == 0 and chosen["drop"] == pytest.approx(report["fp32_ap50"] - chosen["ap50"])
     written = report_paths(tmp_path / "agree.onnx")[0]
     assert json.loads(written.read_text())["val"]["mode"] == "agreement with FP32"
+
+
+def test_a_held_out_set_measures_the_chosen_file_again(setup, tmp_path):
+    root, fp32 = setup
+    out = tmp_path / "held.onnx"
+    report = _budget(setup, out, 50.0, holdout=root / "holdout")
+    held = report["holdout"]
+    assert held["images"] == 8 and held["mode"] == "labels" and held["fits"] and report["result"] == "fits"
+    assert held["drop"] == pytest.approx(held["fp32_ap50"] - held["ap50"]) and held["fp32_ap50"] > 50
+    budget = json.loads(_props(out)["yolov3_trt.ap_budget"])
+    assert budget["holdout"] == {key: held[key] for key in ("path", "images", "drop", "ap50", "fp32_ap50")}
+    assert json.loads(report_paths(out)[0].read_text())["holdout"] == held
+
+
+def test_a_budget_missed_on_the_held_out_set_writes_the_report_not_the_model(setup, tmp_path, monkeypatch):
+    import yolov3_trt.quantize.budget as budget
+
+    measured = budget._ap50
+
+    def worse_int8_on_holdout(path, samples, *args):  # INT8 60 points worse on the held-out images only
+        value = measured(path, samples, *args)
+        held_out = "holdout" in str(samples[0].image)
+        return value - 60.0 if held_out and path.name.startswith("k") else value
+
+    monkeypatch.setattr(budget, "_ap50", worse_int8_on_holdout)
+    root, _ = setup
+    out = tmp_path / "held.onnx"
+    with pytest.raises(AccuracyBudgetError) as info:
+        _budget(setup, out, 50.0, holdout=root / "holdout")
+    message = str(info.value)
+    assert "\n" not in message and "k = 0 meets the AP50 budget of 50 points on" in message
+    assert f"but not on the held-out {root / 'holdout'} (drop {info.value.best_drop:.2f})" in message
+    assert info.value.best_drop > 50 and not out.exists()
+    report = json.loads(report_paths(out)[0].read_text())
+    assert report["result"] == "no fit on the held-out set" and not report["holdout"]["fits"]
+    assert report["chosen"]["k"] == 0 and report_paths(out)[1].is_file()
+
+
+def test_a_held_out_set_sharing_images_with_val_is_refused_before_calibration(setup, tmp_path, monkeypatch):
+    import yolov3_trt.quantize.budget as budget
+
+    monkeypatch.setattr(budget, "quantize_int8", lambda *a, **k: pytest.fail("calibrated"))
+    root, _ = setup
+    listed = tmp_path / "mixed.txt"  # two held-out images and one of val's
+    listed.write_text("".join(f"{p}\n" for p in [*sorted((root / "holdout" / "images").glob("*.png"))[:2],
+                                                  sorted((root / "val" / "images").glob("*.png"))[0]]))
+    (tmp_path / "mixed.names").write_text("\n".join(NAMES) + "\n")
+    with pytest.raises(QuantizeError, match="1 of its images are in the validation set"):
+        _budget(setup, tmp_path / "x.onnx", 1.0, holdout=listed, holdout_names=tmp_path / "mixed.names")
+
+
+def test_a_plugin_graph_is_measured_on_its_raw_heads_and_keeps_its_tail(setup, met, tmp_path):
+    """The budget of a plugin graph (what build --int8 --max-ap-drop quantizes) is the raw graph's:
+    the same steps and drops, the same layers kept; the file written has the plugin node back."""
+    from yolov3_trt.build.pipeline import read_onnx
+    from yolov3_trt.plugin import trt_plugin
+
+    root, _ = setup
+    plugin = tiny_onnx(tmp_path, size=96, flavour="plugin")  # the same random model as setup's, its tail on
+    out = tmp_path / "plugin-int8.onnx"
+    report = quantize_int8_budget(plugin, out, root / "calib", root / "val", max_ap_drop=met[1] / 2, target="cpu",
+                                  num_images=4)
+    raw = met[0]
+    assert report["measured_as"].startswith("raw heads") and report["source_flavour"] == "plugin"
+    assert report["fp32_ap50"] == pytest.approx(raw["fp32_ap50"], abs=1e-9)
+    assert [(s["k"], s["excluded"]) for s in report["steps"]] == [(s["k"], s["excluded"]) for s in raw["steps"]]
+    assert [s["drop"] for s in report["steps"]] == pytest.approx([s["drop"] for s in raw["steps"]], abs=1e-9)
+    assert report["chosen"]["excluded"] == raw["chosen"]["excluded"]
+    metadata, props, precision, uses_plugin = read_onnx(out)
+    assert (metadata.flavour, precision, uses_plugin) == ("plugin", "int8", True)
+    baked = read_onnx(plugin)[0]
+    assert metadata.nms_spec() == baked.nms_spec() is not None  # the export's baked thresholds, kept
+    model = onnx.load(str(out))
+    assert model.graph.node[-1].op_type == trt_plugin.op_type(2)
+    assert list(model.graph.node[-1].input) == ["head0", "head1"]
+    assert json.loads(props["yolov3_trt.ap_budget"])["excluded"] == raw["chosen"]["excluded"]
+    assert json.loads(props["yolov3_trt.calibration"])["excluded"] == sorted(raw["chosen"]["excluded"])
+
+
+def test_the_budget_reaches_the_detector_and_an_engine_sidecar(setup, met, tmp_path, caplog):
+    """What build_engine writes: the sidecar copies the ONNX's yolov3_trt.* metadata, the budget
+    with it; ModelMetadata.ap_budget reads it from either, and the Detector's log says it."""
+    import logging
+
+    from yolov3_trt.build.pipeline import read_onnx
+    from yolov3_trt.runtime.detector import Detector
+    from yolov3_trt.tensorrt.sidecar import EngineInfo, read_sidecar, write_sidecar
+
+    root, _ = setup
+    metadata, props, precision, _ = read_onnx(root / "met.onnx")
+    chosen = met[0]["chosen"]
+    assert metadata.ap_budget["excluded"] == chosen["excluded"] and metadata.ap_budget["k"] == chosen["k"]
+    engine = tmp_path / "met.engine"
+    write_sidecar(engine, EngineInfo(tensorrt_version="10.13.0.35", gpu_name="Orin", compute_capability=(8, 7),
+                                     precision=precision, input_size=metadata.input_size, batch=(1, 1, 1),
+                                     flavour=metadata.flavour, names=metadata.names, anchors=metadata.anchors,
+                                     model=props))
+    assert read_sidecar(engine).model_metadata(engine).ap_budget == metadata.ap_budget
+    with caplog.at_level(logging.INFO, logger="yolov3_trt.runtime.detector"):
+        Detector(root / "met.onnx", "onnxruntime").close()
+    assert (f"INT8 within an AP50 budget of {met[0]['budget']:g} points (drop {chosen['drop']:.2f} on its "
+            f"validation set, {chosen['k']} layers in higher precision)") in caplog.text

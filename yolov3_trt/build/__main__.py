@@ -2,12 +2,18 @@
 
     python -m yolov3_trt.build --model yolov3-416.onnx --fp16 --batch 1:4:8
     python -m yolov3_trt.build --cfg yolov3 --weights yolov3.weights --int8 --calib images/
+    python -m yolov3_trt.build --cfg yolov3 --weights yolov3.weights --int8 --calib images/ \
+        --max-ap-drop 0.5 --val val.txt --holdout test.txt
 
 From cfg/weights/checkpoint the steps are export -> [quantize] -> build. The exported graph is
 the ``plugin`` flavour (decode + NMS as one CUDA plugin node) when the TensorRT here compiles
 quickly deployable plugins ahead of time (>= 10.9), else ``end2end`` (decode in ONNX ops and
 TensorRT's own NMS layer); the tool says which. Without TensorRT or a GPU every step that needs
 neither still runs, and the tool exits 2 naming the ONNX that is ready to build on the device.
+With ``--max-ap-drop`` the INT8 step keeps the most sensitive layers in FP16 until the AP50 drop
+fits (``yolov3_trt.quantize.budget``, measured on ONNX Runtime's CPU as the graph's raw heads);
+its report lands beside the quantized ONNX and the sidecar carries ``ap_budget`` with the
+rest of the ONNX's metadata.
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.args import ModelArgs, PostprocessArgs, PrecisionArgs, RuntimeArgs, cuda_index
+from ..cli.args import BudgetArgs, ModelArgs, PostprocessArgs, PrecisionArgs, RuntimeArgs, cuda_index
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import add_flag
 from ..cli.types import parse_batch  # noqa: F401 (the build tool's --batch, imported from here by tests)
@@ -33,12 +39,14 @@ logger = logging.getLogger("yolov3_trt.build")
 
 GROUPS = (ModelArgs(), RuntimeArgs(backend=False, size_with_model=True), PrecisionArgs(),
           PostprocessArgs(DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET))
+BUDGET = BudgetArgs()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = make_parser("python -m yolov3_trt.build", __doc__.split("\n")[0].split(": ", 1)[1])
     for group in GROUPS:
         group.add_parser_args(parser)
+    BUDGET.add_parser_args(parser)
     g = parser.add_argument_group("engine")
     add_flag(g, "--output", metavar="PATH", help="engine file; the sidecar is PATH.json; ONNX files made on the way "
              "go beside it", default_text="beside the ONNX, <onnx stem>.engine")
@@ -65,6 +73,7 @@ def _check_args(args: argparse.Namespace):
             raise UsageError("--flavour chooses the graph exported from --cfg/--checkpoint; --model already is one")
     elif not (model.weights or model.checkpoint):
         raise UsageError("nothing to build: give --model FILE.onnx, or --cfg with --weights, or --checkpoint")
+    BUDGET.parse(args)
     precision = GROUPS[2].parse(args)
     cuda_index(args.device, "build")
     return model, precision, GROUPS[3].parse(args)
@@ -110,8 +119,14 @@ def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path, *, announ
     from ..quantize import quantize_fp16, quantize_int8
 
     out = folder / f"{onnx_path.stem}-{_precision(args)}.onnx"
+    budget = BUDGET.parse(args)
     if args.fp16:
         quantize_fp16(onnx_path, out)
+    elif budget is not None:  # the INT8 file within the AP50 budget, measured on its raw heads
+        from ..quantize.__main__ import quantize_with_budget
+
+        quantize_with_budget(onnx_path, out, args, budget, "tensorrt")
+        return out
     else:
         quantize_int8(onnx_path, out, args.calib, target="tensorrt", method=args.calib_method,
                       num_images=args.calib_images, seed=args.calib_seed, cache_dir=args.calib_cache)
@@ -152,13 +167,18 @@ def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | No
     the ONNX made on the way, the engine and its sidecar; none may be an input."""
     from yolov3_trt.tensorrt.sidecar import sidecar_path
 
-    inputs = model_inputs(args) + existing_inputs(args.calib)
+    budget = BUDGET.parse(args)
+    inputs = model_inputs(args) + existing_inputs(args.calib, *BudgetArgs.inputs(budget))
     written, compiled = _planned_onnx(args, out_folder, flavour)
     for path in written:
         if path.exists() and not args.force:
             raise OutputError(path, f"exists (an earlier build's ONNX?); pass {FORCE} to make it again, or build it "
                                     f"as it is: python -m yolov3_trt.build --model {path}")
         check_output_file(path, inputs=inputs, force=args.force)
+    if budget is not None:  # the budget's report beside the quantized ONNX
+        from ..quantize.__main__ import check_budget_outputs
+
+        check_budget_outputs(written[-1], budget, inputs, args.force)
     engine = Path(args.output) if args.output else compiled.with_suffix(".engine")
     for path in (engine, sidecar_path(engine)):
         check_output_file(path, inputs=inputs + written, force=args.force)

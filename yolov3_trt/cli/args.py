@@ -10,6 +10,7 @@ parsed :class:`ModelOptions`, to refuse model flags beside ``--model``).
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 from ..errors import UsageError
@@ -183,6 +184,54 @@ class PrecisionArgs:
         precision = Precision.FP16 if ns.fp16 else Precision.INT8 if ns.int8 else Precision.FP32
         return PrecisionOptions(precision, ns.calib, CalibMethod.parse(ns.calib_method, "--calib-method"),
                                 ns.calib_images, ns.calib_seed, ns.calib_cache)
+
+
+@dataclass(frozen=True)
+class BudgetOptions:
+    """--max-ap-drop and its sets: the AP50 budget of an INT8 file (yolov3_trt.quantize.budget)."""
+
+    max_ap_drop: float
+    val: str
+    holdout: str | None
+    max_excluded: int | None
+
+
+_BUDGET_FLAGS = ("--val", "--holdout", "--max-excluded")
+
+
+class BudgetArgs:
+    """--max-ap-drop P --val DATA [--holdout DATA] [--max-excluded N] (quantize and build, with --int8)."""
+
+    def add_parser_args(self, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("accuracy budget (INT8)")
+        add_flag(g, "--max-ap-drop", default_text="no budget: every layer the placement quantizes is INT8")
+        add_flag(g, "--val", default_text="none; needed by --max-ap-drop")
+        add_flag(g, "--holdout", default_text="none: the drop is known on --val only")
+        add_flag(g, "--max-excluded", default_text="every quantized Conv")
+
+    def parse(self, ns: argparse.Namespace) -> BudgetOptions | None:
+        """None without --max-ap-drop; UsageError for it without --int8 or --val, for the set
+        flags without it, and for --holdout naming the --val set (checked before the precision
+        group's own checks: a budget without --int8 is named as such)."""
+        stray = [flag for flag in _BUDGET_FLAGS if flag in given_flags(ns)]
+        if ns.max_ap_drop is None:
+            if stray:
+                raise UsageError(f"{_listed(stray)} {'is' if len(stray) == 1 else 'are'} used only with "
+                                 "--max-ap-drop")
+            return None
+        if not ns.int8:
+            raise UsageError("--max-ap-drop is used only with --int8 (it is the AP50 budget of the INT8 file)")
+        if not ns.val:
+            raise UsageError("--max-ap-drop needs a validation set to measure AP50 on: give --val DATA (labelled, "
+                             "or a folder of images: then agreement with FP32's detections)")
+        if ns.holdout and os.path.realpath(ns.holdout) == os.path.realpath(ns.val):
+            raise UsageError(f"--holdout {ns.holdout} is the --val set: a held-out set shares no image with it")
+        return BudgetOptions(ns.max_ap_drop, ns.val, ns.holdout, ns.max_excluded)
+
+    @staticmethod
+    def inputs(options: BudgetOptions | None) -> list[str]:
+        """The budget's input paths (never to be written over)."""
+        return [] if options is None else [p for p in (options.val, options.holdout) if p]
 
 
 def cuda_index(device: str, tool: str) -> int:

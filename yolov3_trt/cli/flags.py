@@ -92,6 +92,10 @@ FLAGS: dict[str, Flag] = {
                           "the Conv layers with the largest output error stay in higher precision (FP16 for tensorrt, "
                           "FP32 for cpu), 1, 2, 4, ... of them, until it fits; writes a .budget.json report and "
                           ".budget.png beside the output", non_negative_float, "P"),
+    "--holdout": Flag("held-out set for --max-ap-drop (as --val, no image of it): after --val chooses the layers, "
+                      "the drop is measured again here and must fit too", metavar="PATH"),
+    "--max-excluded": Flag("--max-ap-drop: the most Conv layers it may keep in higher precision", non_negative_int,
+                           "N"),
     # graphs and engines
     "--flavour": Flag("graph exported from --cfg/--checkpoint: raw: the head tensors (decode + NMS outside); "
                       "end2end: decode + NMS in the graph, EfficientNMS outputs (--conf/--iou/--max-det baked in); "

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.args import PrecisionArgs
+from ..cli.args import BudgetArgs, PrecisionArgs
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import add_flag, given_flags
 from ..cli.outputs import add_force_arg, check_output_file, check_writable_folder, existing_inputs
@@ -28,6 +28,7 @@ SUFFIX = {"fp16": "-fp16", "tensorrt": "-int8-trt", "cpu": "-int8-cpu"}
 
 
 PRECISION = PrecisionArgs(required=True)
+BUDGET = BudgetArgs()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,21 +43,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(g, "--output", metavar="PATH", help="ONNX to write; an existing file needs --force, the source model "
              "is never replaced", default_text="MODEL's stem + -fp16, -int8-trt or -int8-cpu, beside it")
     add_force_arg(g, help="replace an existing --output ONNX (never MODEL) and, with --max-ap-drop, its report")
-    b = parser.add_argument_group("accuracy budget (INT8)")
-    add_flag(b, "--max-ap-drop", default_text="no budget: every layer the placement quantizes is INT8")
-    add_flag(b, "--val", default_text="none; needed by --max-ap-drop")
+    BUDGET.add_parser_args(parser)
     return parser
 
 
-def check_budget_flags(args: argparse.Namespace) -> None:
-    """UsageError for --max-ap-drop without --int8 or --val, and --val without --max-ap-drop."""
-    if args.max_ap_drop is not None and not args.int8:
-        raise UsageError("--max-ap-drop is used only with --int8 (it is the AP50 budget of the INT8 file)")
-    if args.max_ap_drop is not None and not args.val:
-        raise UsageError("--max-ap-drop needs a validation set to measure AP50 on: give --val DATA (labelled, or a "
-                         "folder of images: then agreement with FP32's detections)")
-    if args.val and args.max_ap_drop is None:
-        raise UsageError("--val is used only with --max-ap-drop")
+def check_budget_outputs(output: Path, budget, inputs, force: bool) -> None:
+    """The budget's ONNX and its report files, checked before any work (never an input, nor in an input folder)."""
+    from .budget import report_paths
+
+    folders = [p for p in BudgetArgs.inputs(budget) if Path(p).is_dir()]
+    for path in (output, *report_paths(output)):
+        check_output_file(path, inputs=inputs, force=force, input_folders=folders)
+
+
+def quantize_with_budget(model, output: Path, args: argparse.Namespace, budget, target: str) -> dict:
+    """``quantize_int8_budget`` with the parsed flags (quantize's and build's), and its summary printed."""
+    from .budget import quantize_int8_budget
+
+    report = quantize_int8_budget(model, output, args.calib, budget.val, max_ap_drop=budget.max_ap_drop,
+                                  target=target, method=args.calib_method, num_images=args.calib_images,
+                                  seed=args.calib_seed, cache_dir=args.calib_cache, holdout=budget.holdout,
+                                  max_excluded=budget.max_excluded, progress=True)
+    chosen, speed = report["chosen"], report["speed"]
+    layers = ", ".join(str(n) for n in chosen["layers"])
+    kept = (f"{chosen['k']} Conv layer{'s' if chosen['k'] != 1 else ''} in higher precision (Darknet layers "
+            f"{layers})" if chosen["k"] else "every layer INT8")
+    print(f"wrote {output} (INT8 for {target}, {kept}): AP50 {chosen['ap50']:.2f} against FP32 "
+          f"{report['fp32_ap50']:.2f} on {report['val']['images']} images of {budget.val}, drop "
+          f"{chosen['drop']:.2f} <= {budget.max_ap_drop:g} points")
+    held = report["holdout"]
+    if held is not None:
+        print(f"held out: AP50 {held['ap50']:.2f} against FP32 {held['fp32_ap50']:.2f} on {held['images']} images "
+              f"of {budget.holdout}, drop {held['drop']:.2f} <= {budget.max_ap_drop:g} points")
+    else:
+        print(f"no --holdout: the drop is measured on {budget.val}, the set that chose the layers")
+    costs = [f"{name} {row['chosen_ms']:.1f} ms (all-INT8 {row['k0_ms']:.1f} ms)"
+             for name, row in speed.items() if name in ("onnxruntime", "openvino") and row]
+    print(f"CPU batch 1: {'; '.join(costs)}")
+    print(f"report {report['files']['json']}, {report['files']['png']}")
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,20 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = args.model or args.model_flag
     if not model:
         raise UsageError("no model: give the FP32 ONNX file (MODEL or --model)")
-    check_budget_flags(args)
+    budget = BUDGET.parse(args)
     PRECISION.parse(args)
     if args.fp16 and "--target" in given_flags(args):
         raise UsageError("--target is used only with --int8 (one FP16 file serves every engine)")
     kind = "fp16" if args.fp16 else args.target
     output = Path(args.output) if args.output else Path(model).with_name(Path(model).stem + SUFFIX[kind] + ".onnx")
-    inputs = existing_inputs(model, args.calib, args.val)
+    inputs = existing_inputs(model, args.calib, *BUDGET.inputs(budget))
     check_output_file(output, inputs=inputs, force=args.force)
-    if args.max_ap_drop is not None:
-        from .budget import report_paths
-
-        folders = [args.val] if Path(args.val).is_dir() else []
-        for path in (output, *report_paths(output)):
-            check_output_file(path, inputs=inputs, force=args.force, input_folders=folders)
+    if budget is not None:
+        check_budget_outputs(output, budget, inputs, args.force)
     if args.calib_cache:
         check_writable_folder(args.calib_cache, option="--calib-cache")
 
@@ -90,22 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_source(model, args.size)
         quantize_fp16(model, output)
         print(f"wrote {output} (FP16, FP32 inputs/outputs)")
-    elif args.max_ap_drop is not None:
-        from .budget import quantize_int8_budget
-
+    elif budget is not None:
         load_source(model, args.size)
-        report = quantize_int8_budget(model, output, args.calib, args.val, max_ap_drop=args.max_ap_drop,
-                                      target=args.target, method=args.calib_method, num_images=args.calib_images,
-                                      seed=args.calib_seed, cache_dir=args.calib_cache, progress=True)
-        chosen, speed = report["chosen"], report["speed"]
-        layers = ", ".join(str(n) for n in chosen["layers"])
-        kept = (f"{chosen['k']} Conv layer{'s' if chosen['k'] != 1 else ''} in higher precision (Darknet layers "
-                f"{layers})" if chosen["k"] else "every layer INT8")
-        print(f"wrote {output} (INT8 for {args.target}, {kept}): AP50 {chosen['ap50']:.2f} against FP32 "
-              f"{report['fp32_ap50']:.2f} on {report['val']['images']} images of {args.val}, drop "
-              f"{chosen['drop']:.2f} <= {args.max_ap_drop:g} points; ONNX Runtime CPU {speed['chosen_ms']:.1f} ms "
-              f"(all-INT8 {speed['k0_ms']:.1f} ms)")
-        print(f"report {report['files']['json']}, {report['files']['png']}")
+        quantize_with_budget(model, output, args, budget, args.target)
     else:
         quantize_int8(model, output, args.calib, target=args.target, method=args.calib_method,
                       num_images=args.calib_images, seed=args.calib_seed, cache_dir=args.calib_cache, size=args.size)

@@ -16,15 +16,24 @@ points, is within ``max_ap_drop``, that file is the result (k = 0). Otherwise:
    until the drop fits; then bisect
    between the last k that missed and the first that fit, so the result is the smallest k the
    search saw fit (it assumes the drop shrinks as k grows, which the measured steps show).
-3. Fail. When no k up to the limit (every quantized Conv, or ``max_excluded``) fits:
-   :class:`~yolov3_trt.errors.AccuracyBudgetError`, one line with the best drop and its k.
+3. Hold out. With a held-out set (``holdout``, no image of the selection set), the chosen file's
+   drop is measured again there; the budget must hold on it too.
+4. Fail. When no k up to the limit (every quantized Conv, or ``max_excluded``) fits, or the
+   chosen k misses on the held-out set: :class:`~yolov3_trt.errors.AccuracyBudgetError`, one line
+   with the best drop and its k; the report is written (``result`` says what failed), the ONNX
+   is not.
+
+An end2end or plugin graph (what ``build --int8 --max-ap-drop`` quantizes) is measured as its
+raw heads with host decode + NMS (ONNX Runtime cannot run the plugin node); the file written is
+the same quantization with its tail put back.
 
 Every step is deterministic for a seed (the same calibration images, the same ranking). The
 chosen file is written to ``dst`` with ``yolov3_trt.ap_budget`` in its metadata (JSON: budget,
-measured drop, AP50s, excluded nodes, their Darknet layers); beside it ``<dst stem>.budget.json``
-(every step, the ranking, the speed cost: ONNX Runtime CPU inference ms of the k = 0 file and of
-the chosen one, the median of a few runs at batch 1) and ``<dst stem>.budget.png`` (AP50 against
-the layers kept in higher precision, with the budget line). All three are written atomically.
+measured drops, AP50s, excluded nodes, their Darknet layers); beside it ``<dst stem>.budget.json``
+(every step, the ranking, the held-out result, the speed cost: batch-1 CPU inference ms of the
+k = 0 file and of the chosen one on ONNX Runtime and OpenVINO, medians of a few runs) and
+``<dst stem>.budget.png`` (AP50 against the layers kept in higher precision, with the budget
+line). All three are written atomically.
 """
 from __future__ import annotations
 
@@ -43,11 +52,11 @@ import numpy as np
 from ..calibration import DEFAULT_NUM_IMAGES, load_calibration_images, sample_images
 from ..errors import AccuracyBudgetError, QuantizeError
 from ..evaluate.runner import EVAL_CONF, EVAL_MAX_DET
+from ..export.tail import TAILS
 from ..fileio import atomic_path, atomic_write_text
 from ..metadata import PREFIX
-from ..vocab import Flavour
 from .int8 import check_request, quantize_int8
-from .model_io import load_source, prepare
+from .model_io import QUANTIZE_KEYS, finish, load_source, prepare, raw_copy, restore_tail
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +176,7 @@ def agreement_samples(path: Path, samples: Sequence, conf: float = AGREEMENT_CON
     return labelled
 
 
-def _inference_ms(path: Path, x: np.ndarray, runs: int) -> float:
+def _ort_ms(path: Path, x: np.ndarray, runs: int) -> float:
     """Median ONNX Runtime CPU milliseconds of one ``x`` run of ``path`` (two untimed runs first)."""
     import onnxruntime as ort
 
@@ -175,18 +184,58 @@ def _inference_ms(path: Path, x: np.ndarray, runs: int) -> float:
 
     session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+    return _median_ms(lambda: session.run(None, feed), runs)
+
+
+def _openvino_ms(path: Path, x: np.ndarray, runs: int) -> float:
+    """Median OpenVINO CPU milliseconds (f32, compiled as the openvino backend compiles) of one ``x`` run."""
+    import openvino as ov
+
+    from ..runtime.backends.openvino_backend import compile_config
+
+    compiled = ov.Core().compile_model(str(path), "CPU", compile_config("f32", None))
+    request = compiled.create_infer_request()
+    blob = np.ascontiguousarray(x, dtype=np.float32)
+    return _median_ms(lambda: request.infer({0: blob}), runs)
+
+
+def _median_ms(call, runs: int) -> float:
     for _ in range(2):
-        session.run(None, feed)
+        call()
     times = []
     for _ in range(runs):
         began = time.perf_counter()
-        session.run(None, feed)
+        call()
         times.append(1000.0 * (time.perf_counter() - began))
     return statistics.median(times)
 
 
+TENSORRT_SPEED = ("not measured by the budget search (no engine is built per step); an engine's speed: "
+                  "python benchmarks/fps.py on the device")
+
+
+def speed_cost(k0: Path, chosen: Path, x: np.ndarray, runs: int) -> dict[str, Any]:
+    """What keeping layers in higher precision costs: batch-1 CPU milliseconds of the all-INT8 file
+    ``k0`` and of ``chosen`` on ONNX Runtime and, where installed, OpenVINO (f32 hint)."""
+    import importlib.util
+
+    speed: dict[str, Any] = {"batch": 1, "runs": runs}
+    timers = {"onnxruntime": _ort_ms}
+    if importlib.util.find_spec("openvino") is not None:
+        timers["openvino"] = _openvino_ms
+    else:
+        speed["openvino"] = None
+    for runtime, timer in timers.items():
+        k0_ms = timer(k0, x, runs)
+        chosen_ms = k0_ms if chosen == k0 else timer(chosen, x, runs)
+        speed[runtime] = {"k0_ms": k0_ms, "chosen_ms": chosen_ms, "slowdown": chosen_ms / k0_ms if k0_ms else None}
+    speed["tensorrt"] = TENSORRT_SPEED
+    return speed
+
+
 def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120) -> Path:
-    """AP50 against the layers kept in higher precision, FP32's AP50 and the budget line, as a PNG (atomic)."""
+    """AP50 against the layers kept in higher precision, FP32's AP50 and the budget line (and the
+    held-out set's FP32 and chosen AP50 where there is one), as a PNG (atomic)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -195,7 +244,7 @@ def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     ks = [s["k"] for s in steps]
-    axes.plot(ks, [s["ap50"] for s in steps], marker="o", label=f"INT8 {report['target']}")
+    axes.plot(ks, [s["ap50"] for s in steps], marker="o", label=f"INT8 {report['target']}, selection set")
     fp32 = report["fp32_ap50"]
     axes.axhline(fp32, color="grey", linestyle=":", label=f"FP32 {fp32:.2f}")
     axes.axhline(fp32 - report["budget"], color="red", linestyle="--",
@@ -204,13 +253,23 @@ def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120)
     if chosen is not None:
         axes.plot([chosen["k"]], [chosen["ap50"]], marker="*", markersize=14, color="green", linestyle="none",
                   label=f"chosen: k = {chosen['k']}")
+    holdout = report.get("holdout")
+    if holdout is not None and chosen is not None:
+        # the held-out AP50 shifted by the two sets' FP32 difference, so it reads against the same budget line
+        shifted = fp32 - holdout["drop"]
+        axes.plot([chosen["k"]], [shifted], marker="D", markersize=8, color="purple", linestyle="none",
+                  label=f"held-out set: drop {holdout['drop']:.2f} (FP32 {holdout['fp32_ap50']:.2f})")
     axes.set_xlabel(f"Conv layers kept in higher precision (of {report['quantized_layers']} quantized)")
     axes.set_ylabel("AP50 (%)")
     axes.set_xticks(ks)
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize="small")
-    axes.set_title(f"INT8 ({report['target']}) with an AP50 budget, {report['val']['images']} validation images",
-                   fontsize=9)
+    title = f"INT8 ({report['target']}) with an AP50 budget, {report['val']['images']} selection images"
+    if holdout is not None:
+        title += f", {holdout['images']} held out"
+    if chosen is None:
+        title += ": no fit"
+    axes.set_title(title, fontsize=9)
     figure.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -218,27 +277,64 @@ def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120)
     return path
 
 
+def _evaluation_set(path, names, source, what: str) -> tuple[list, bool]:
+    """(samples, labelled) of a validation or held-out set, checked against the model's classes."""
+    from ..data.dataset import load_dataset
+
+    dataset = load_dataset(path, names)
+    if not dataset.samples:
+        raise QuantizeError(None, f"{path}: no images in the {what}")
+    labelled = any(len(s.classes) for s in dataset.samples)
+    if labelled and len(dataset.names) != len(source.metadata.names):
+        raise QuantizeError(source.path, f"the model has {len(source.metadata.names)} classes, the {what} "
+                                         f"{path} {len(dataset.names)}")
+    return list(dataset.samples), labelled
+
+
+def _labelled(measured: Path, samples: list, labelled: bool, path) -> tuple[list, str]:
+    """(samples with labels, mode): a set without labels is labelled with the FP32 model's own detections."""
+    if labelled:
+        return samples, "labels"
+    logger.info("%s has no labels: AP50 measures agreement with the FP32 model's own detections (conf %g), "
+                "not accuracy", path, AGREEMENT_CONF)
+    agreed = agreement_samples(measured, samples)
+    if not any(len(s.classes) for s in agreed):
+        raise QuantizeError(None, f"{path}: no labels, and the FP32 model detects nothing above {AGREEMENT_CONF} "
+                                  "on it: no agreement to measure")
+    return agreed, "agreement with FP32"
+
+
 def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
                          calib: str | os.PathLike | Sequence[str | os.PathLike], val: str | os.PathLike, *,
                          max_ap_drop: float, target: str = "tensorrt", method: str = "entropy",
                          num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0, max_excluded: int | None = None,
                          cache_dir: str | os.PathLike | None = None,
-                         val_names: Sequence[str] | str | os.PathLike | None = None, conf: float = DEFAULT_CONF,
+                         val_names: Sequence[str] | str | os.PathLike | None = None,
+                         holdout: str | os.PathLike | None = None,
+                         holdout_names: Sequence[str] | str | os.PathLike | None = None, conf: float = DEFAULT_CONF,
                          max_det: int = DEFAULT_MAX_DET, batch: int = 8, timing_runs: int = TIMING_RUNS,
                          progress: bool = False) -> dict[str, Any]:
     """Write INT8 ``dst`` whose AP50 on ``val`` is at most ``max_ap_drop`` points below FP32's (module docstring).
 
     Args:
-        src: the FP32 ONNX export (raw or end2end; a plugin graph cannot run on ONNX Runtime).
+        src: the FP32 ONNX export, any flavour. An end2end or plugin graph is measured as its raw
+            heads (:func:`~yolov3_trt.quantize.model_io.raw_copy`: ONNX Runtime cannot run the
+            plugin node, and host decode + NMS at evaluate's thresholds is the tail's arithmetic);
+            the file written is ``src`` quantized with the chosen layers kept out, its tail put
+            back as :func:`~yolov3_trt.quantize.quantize_int8` does.
         dst: the INT8 ONNX to write; its report JSON and PNG go beside it (:func:`report_paths`).
         calib, target, method, num_images, seed, cache_dir: as for
             :func:`~yolov3_trt.quantize.quantize_int8` (every step is one of its calls; a cached
             step, the excluded nodes part of its key, is copied instead of calibrated).
-        val: a dataset (:func:`yolov3_trt.data.dataset.load_dataset`: YOLO folder or
-            list, COCO JSON); ``val_names`` its class names where they are not beside it. A set
-            without labels (a folder of images) is labelled with the FP32 model's own detections
-            above :data:`AGREEMENT_CONF`: AP50 then measures agreement with FP32, and the report's
+        val: the selection set, which chooses k: a dataset
+            (:func:`yolov3_trt.data.dataset.load_dataset`: YOLO folder or list, COCO JSON);
+            ``val_names`` its class names where they are not beside it. A set without labels (a
+            folder of images) is labelled with the FP32 model's own detections above
+            :data:`AGREEMENT_CONF`: AP50 then measures agreement with FP32, and the report's
             ``val.mode`` says so.
+        holdout: a held-out set (as ``val``; no image of ``val``) on which the chosen file's drop
+            is measured again after k is chosen; the budget must hold there too. None: the drop
+            is known on the selection set only (the report says ``holdout: null``).
         max_ap_drop: the budget, AP50 points (percent) FP32 minus INT8; a negative one asks INT8
             to beat FP32.
         max_excluded: the most Conv layers kept in higher precision (None: every quantized one).
@@ -247,48 +343,42 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
 
     Returns:
         The report (also written as JSON): ``budget``, ``fp32_ap50``, ``steps`` (each ``k``,
-        ``excluded`` node names, ``layers``, ``ap50``, ``drop``), ``ranking``, ``chosen`` (the
-        step written), ``speed`` (``k0_ms``, ``chosen_ms``, ``slowdown``), ``files``.
+        ``excluded`` node names, ``layers``, ``ap50``, ``drop``, ``fits``), ``ranking``, ``chosen``
+        (the step written), ``holdout``, ``speed`` (per CPU runtime ``k0_ms``, ``chosen_ms``,
+        ``slowdown``), ``result``, ``files``.
 
     Raises:
-        AccuracyBudgetError: no k up to the limit meets the budget (nothing is written).
+        AccuracyBudgetError: no k up to the limit meets the budget on ``val``, or the chosen k
+            misses it on ``holdout``; the report JSON and PNG are written (``result`` says which),
+            the ONNX is not.
         QuantizeError, CalibrationError, FileError, DatasetError: as quantize_int8 and load_dataset
             (checked before any calibration), a non-finite budget, a negative ``max_excluded``,
-            a plugin graph, a validation set of other classes or without labels.
+            a validation or held-out set of other classes or with images of the other.
     """
-    from ..data.dataset import load_dataset
-
     if not isinstance(max_ap_drop, (int, float)) or not math.isfinite(max_ap_drop):
         raise QuantizeError(None, f"max_ap_drop must be a finite number of AP50 points, not {max_ap_drop!r}")
     if max_excluded is not None and (not isinstance(max_excluded, int) or max_excluded < 0):
         raise QuantizeError(None, f"max_excluded must be a whole number >= 0, not {max_excluded!r}")
     check_request(target, method)
     source = load_source(src)
-    if source.metadata.flavour == Flavour.PLUGIN:
-        raise QuantizeError(source.path, "the AP budget is measured on ONNX Runtime, which cannot run the plugin "
-                                         "node: give the raw (or end2end) export")
-    dataset = load_dataset(val, val_names)
-    labelled = any(len(s.classes) for s in dataset.samples)
-    if labelled and len(dataset.names) != len(source.metadata.names):
-        raise QuantizeError(source.path, f"the model has {len(source.metadata.names)} classes, the validation set "
-                                         f"{val} {len(dataset.names)}")
-    if not dataset.samples:
-        raise QuantizeError(None, f"{val}: no images in the validation set")
+    selection, selection_labelled = _evaluation_set(val, val_names, source, "validation set")
+    held = None
+    if holdout is not None:
+        held = _evaluation_set(holdout, holdout_names, source, "held-out set")
+        shared = {Path(s.image).resolve() for s in selection} & {Path(s.image).resolve() for s in held[0]}
+        if shared:
+            raise QuantizeError(None, f"{holdout}: {len(shared)} of its images are in the validation set {val} "
+                                      f"(e.g. {sorted(shared)[0]}): a held-out set shares no image with it")
     images = sample_images(calib, num_images, seed)  # before any calibration: a too small set fails here
     dst = Path(dst)
     json_path, png_path = report_paths(dst)
     budget = float(max_ap_drop)
-    samples, num_classes = dataset.samples, len(source.metadata.names)
-    mode = "labels"
-    if not labelled:  # no labels: agreement with the FP32 model's own detections, stated as such
-        samples, mode = agreement_samples(source.path, dataset.samples), "agreement with FP32"
-        logger.info("%s has no labels: AP50 measures agreement with the FP32 model's own detections (conf %g), "
-                    "not accuracy", val, AGREEMENT_CONF)
-        if not any(len(s.classes) for s in samples):
-            raise QuantizeError(None, f"{val}: no labels, and the FP32 model detects nothing above {AGREEMENT_CONF} "
-                                      "on it: no agreement to measure")
+    num_classes = len(source.metadata.names)
+    tailed = source.metadata.flavour in TAILS
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-budget-") as folder:
+        measured = raw_copy(source, Path(folder) / "raw.onnx") if tailed else source.path
+        samples, mode = _labelled(measured, selection, selection_labelled, val)
         files: dict[int, Path] = {}
         steps: list[dict[str, Any]] = []
         ranking: list[dict[str, Any]] = []
@@ -297,7 +387,7 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
             convs = [r["node"] for r in ranking[:k]]
             excluded = excluded_nodes(prepared, convs, target) if convs else []
             path = Path(folder) / f"k{k}.onnx"
-            quantize_int8(source.path, path, calib, target=target, method=method, num_images=num_images, seed=seed,
+            quantize_int8(measured, path, calib, target=target, method=method, num_images=num_images, seed=seed,
                           cache_dir=cache_dir, progress=progress, nodes_to_exclude=excluded or None)
             ap50 = _ap50(path, samples, num_classes, conf, max_det, batch)
             files[k] = path
@@ -309,14 +399,13 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
                         "" if not excluded else f", excluded {', '.join(convs)}")
             return record
 
-        prepared = prepare(source, folder)  # the graph the quantizers see (-inf pads folded, no tail)
-        fp32_ap50 = _ap50(source.path, samples, num_classes, conf, max_det, batch)
+        prepared = prepare(load_source(measured), folder)  # the graph the quantizers see (-inf pads folded)
+        fp32_ap50 = _ap50(measured, samples, num_classes, conf, max_det, batch)
         first = step(0)
-        limit = 0
         chosen = first if first["fits"] else None
         if chosen is None:
             blob = load_calibration_images(images, source.size, source.metadata.resize, progress=progress)
-            ranking = _ranking(source.path, files[0], blob)
+            ranking = _ranking(measured, files[0], blob)
             limit = len(ranking) if max_excluded is None else min(max_excluded, len(ranking))
             miss, k = 0, 1
             while chosen is None and miss < limit:
@@ -332,40 +421,85 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
                     chosen = record
                 else:
                     miss = record["k"]
-        tried = sorted(s["k"] for s in steps)
+        report: dict[str, Any] = {
+            "source": str(source.path), "output": str(dst), "target": target, "method": method,
+            "source_flavour": source.metadata.flavour,
+            "measured_as": "raw heads (host decode + NMS, the tail's arithmetic)" if tailed else "the file itself",
+            "calibration": {"path": str(calib) if isinstance(calib, (str, os.PathLike)) else [str(p) for p in calib],
+                            "images": len(images), "seed": seed},
+            "val": _set_record(val, samples, mode, conf, max_det),
+            "budget": budget, "fp32_ap50": fp32_ap50, "quantized_layers": len(_quantized_convs(files[0])),
+            "max_excluded": max_excluded, "schedule": SCHEDULE, "ranking": ranking,
+            "steps": sorted(steps, key=lambda s: s["k"]),
+            "chosen": None if chosen is None else {key: chosen[key] for key in ("k", "excluded", "layers", "ap50",
+                                                                                "drop")},
+            "holdout": None, "speed": None, "result": "fits",
+            "files": {"onnx": str(dst), "json": str(json_path), "png": str(png_path)},
+        }
+        failure = None
         if chosen is None:
             best = min(steps, key=lambda s: (s["drop"], s["k"]))
             limit_text = f"max_excluded={max_excluded}" if max_excluded is not None and max_excluded < len(ranking) \
                 else f"all {len(ranking)} quantized Conv layers"
-            raise AccuracyBudgetError(source.path, f"no INT8 file meets the AP50 budget of {budget:g} points on {val}: "
-                                                   f"the best drop was {best['drop']:.2f} points with k = {best['k']} "
-                                                   f"layers in higher precision (tried k = "
-                                                   f"{', '.join(map(str, tried))}; limit {limit_text})",
-                                      best["drop"], best["k"])
+            tried = ", ".join(str(s["k"]) for s in report["steps"])
+            failure = AccuracyBudgetError(
+                source.path, f"no INT8 file meets the AP50 budget of {budget:g} points on {val}: the best drop was "
+                             f"{best['drop']:.2f} points with k = {best['k']} layers in higher precision (tried "
+                             f"k = {tried}; limit {limit_text}); report {json_path}", best["drop"], best["k"])
+            report["result"] = "no fit on the validation set"
+        elif held is not None:
+            held_samples, held_mode = _labelled(measured, *held, holdout)
+            held_fp32 = _ap50(measured, held_samples, num_classes, conf, max_det, batch)
+            held_ap50 = _ap50(files[chosen["k"]], held_samples, num_classes, conf, max_det, batch)
+            drop = held_fp32 - held_ap50
+            report["holdout"] = {**_set_record(holdout, held_samples, held_mode, conf, max_det),
+                                 "fp32_ap50": held_fp32, "ap50": held_ap50, "drop": drop,
+                                 "fits": drop <= budget + _TOLERANCE}
+            logger.info("held-out %s: AP50 %.2f against FP32 %.2f, drop %.2f points (budget %g)", holdout,
+                        held_ap50, held_fp32, drop, budget)
+            if not report["holdout"]["fits"]:
+                failure = AccuracyBudgetError(
+                    source.path, f"k = {chosen['k']} meets the AP50 budget of {budget:g} points on {val} (drop "
+                                 f"{chosen['drop']:.2f}) but not on the held-out {holdout} (drop {drop:.2f}): a "
+                                 f"larger validation set, or a looser budget; report {json_path}",
+                    drop, chosen["k"])
+                report["result"] = "no fit on the held-out set"
+        if failure is not None:  # the report shows how close it came; no ONNX is written
+            plot_budget(report, png_path)
+            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+            raise failure
+        final = files[chosen["k"]]
+        if tailed:  # the measured file itself, with the source's tail and metadata put back
+            final = _with_tail(final, source, Path(folder) / "final.onnx")
         x = load_calibration_images(images[:1], source.size, source.metadata.resize, progress=False)
-        k0_ms = _inference_ms(files[0], x, timing_runs)
-        chosen_ms = k0_ms if chosen["k"] == 0 else _inference_ms(files[chosen["k"]], x, timing_runs)
-        report: dict[str, Any] = {
-            "source": str(source.path), "output": str(dst), "target": target, "method": method,
-            "calibration": {"path": str(calib) if isinstance(calib, (str, os.PathLike)) else [str(p) for p in calib],
-                            "images": len(images), "seed": seed},
-            "val": {"path": str(val), "images": len(samples), "conf": conf, "max_det": max_det, "mode": mode,
-                    **({"label_conf": AGREEMENT_CONF} if mode != "labels" else {})},
-            "budget": budget, "fp32_ap50": fp32_ap50, "quantized_layers": len(_quantized_convs(files[0])),
-            "max_excluded": max_excluded, "schedule": SCHEDULE, "ranking": ranking,
-            "steps": sorted(steps, key=lambda s: s["k"]),
-            "chosen": {key: chosen[key] for key in ("k", "excluded", "layers", "ap50", "drop")},
-            "speed": {"runtime": "onnxruntime CPUExecutionProvider, batch 1", "runs": timing_runs,
-                      "k0_ms": k0_ms, "chosen_ms": chosen_ms, "slowdown": chosen_ms / k0_ms if k0_ms else None},
-            "files": {"onnx": str(dst), "json": str(json_path), "png": str(png_path)},
-        }
+        report["speed"] = speed_cost(files[0], files[chosen["k"]], x, timing_runs)
         ap_budget = {"budget": budget, "drop": chosen["drop"], "ap50": chosen["ap50"], "fp32_ap50": fp32_ap50,
-                     "k": chosen["k"], "excluded": chosen["excluded"], "layers": chosen["layers"]}
+                     "k": chosen["k"], "excluded": chosen["excluded"], "layers": chosen["layers"],
+                     "val": str(val), "mode": mode,
+                     "holdout": None if report["holdout"] is None else {
+                         key: report["holdout"][key] for key in ("path", "images", "drop", "ap50", "fp32_ap50")}}
         plot_budget(report, png_path)
         atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        _write_onnx(files[chosen["k"]], dst, ap_budget)  # last: the model appears with its report
+        _write_onnx(final, dst, ap_budget)  # last: the model appears with its report
     logger.info("wrote %s (k = %d, drop %.2f points), %s, %s", dst, chosen["k"], chosen["drop"], json_path, png_path)
     return report
+
+
+def _with_tail(path: Path, source, out: Path) -> Path:
+    """The quantized raw-heads file ``path`` with ``source``'s tail appended and its metadata (plus
+    the quantizer's precision, target and calibration keys), as quantize_int8 writes a tailed file."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    restore_tail(model, source)
+    finish(model, source, out, **{k: props[PREFIX + k] for k in QUANTIZE_KEYS if PREFIX + k in props})
+    return out
+
+
+def _set_record(path, samples: Sequence, mode: str, conf: float, max_det: int) -> dict[str, Any]:
+    return {"path": str(path), "images": len(samples), "conf": conf, "max_det": max_det, "mode": mode,
+            **({"label_conf": AGREEMENT_CONF} if mode != "labels" else {})}
 
 
 def _write_onnx(path: Path, dst: Path, ap_budget: dict[str, Any]) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QuantizeError
-from ..metadata import PREFIX, ModelMetadata
+from ..metadata import NMS_KEYS, PREFIX, ModelMetadata
 
+QUANTIZE_KEYS = ("precision", "quantize_target", "calibration")  # what finish() adds, besides the source's
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (axis) need opset 13
 
 
@@ -146,3 +147,30 @@ def restore_tail(model, source: SourceModel) -> None:
     if meta.flavour in TAILS:
         append_tail(model, meta, meta.flavour, conf=meta.conf, iou=meta.iou, max_det=meta.max_det,
                     pre_nms_top_k=meta.pre_nms_top_k)
+
+
+def raw_copy(source: SourceModel, out: str | os.PathLike) -> Path:
+    """``source`` as a raw-heads file at ``out``: an end2end or plugin graph cut back to its heads
+    (the graph :func:`prepare` quantizes, node for node) with ``raw`` metadata, so the Detector
+    runs it on ONNX Runtime with host decode + NMS, the arithmetic of the tail it lost; a raw
+    source is copied as it is. What the INT8 budget measures for a plugin graph, which ONNX
+    Runtime cannot run."""
+    import dataclasses
+
+    import onnx
+
+    from ..export.tail import TAILS, strip_tail
+
+    model = onnx.load(str(source.path))
+    meta = source.metadata
+    if meta.flavour in TAILS:
+        strip_tail(model, meta)
+        meta = dataclasses.replace(meta, flavour="raw", conf=None, iou=None, max_det=None, pre_nms_top_k=None)
+    ours = meta.to_props()
+    props = {k: v for k, v in source.props.items() if k not in {PREFIX + n for n in NMS_KEYS}} | ours
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    out = Path(out)
+    onnx.save(model, str(out))
+    return out

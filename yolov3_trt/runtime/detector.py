@@ -241,8 +241,8 @@ class Detector:
         self.nms: NmsSpec = self._resolve_nms(baked, conf, iou, max_det)
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
-        logger.info("%s on %s, input %dx%d, %d classes, %s graph", backend.path, backend.description,
-                    *self.decode.input_size, self.decode.num_classes, meta.flavour)
+        logger.info("%s on %s, input %dx%d, %d classes, %s graph%s", backend.path, backend.description,
+                    *self.decode.input_size, self.decode.num_classes, meta.flavour, _budget_text(meta))
 
     def _resolve_nms(self, baked: NmsSpec | None, conf: float | None, iou: float | None,
                      max_det: int | None) -> NmsSpec:
@@ -356,3 +356,16 @@ class Detector:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _budget_text(meta: ModelMetadata) -> str:
+    """The log's note on an INT8 file made within an AP50 budget ("" without one)."""
+    record = meta.ap_budget
+    try:
+        text = (f", INT8 within an AP50 budget of {float(record['budget']):g} points (drop {float(record['drop']):.2f} "
+                f"on its validation set, {int(record['k'])} layers in higher precision)")
+        if record.get("holdout"):
+            text = text[:-1] + f"; held out: drop {float(record['holdout']['drop']):.2f})"
+        return text
+    except (TypeError, KeyError, ValueError):  # None, or a record of another version
+        return ""
