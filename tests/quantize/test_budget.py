@@ -314,6 +314,7 @@ def test_a_budget_missed_on_the_held_out_set_writes_the_report_not_the_model(set
     assert info.value.best_drop > 50 and not out.exists()
     report = json.loads(report_paths(out)[0].read_text())
     assert report["result"] == "no fit on the held-out set" and not report["holdout"]["fits"]
+    assert report["files"]["onnx"] is None
     assert report["chosen"]["k"] == 0 and report_paths(out)[1].is_file()
 
 

@@ -258,7 +258,8 @@ def plot_budget(report: dict[str, Any], path: str | os.PathLike, dpi: int = 120)
         # the held-out AP50 shifted by the two sets' FP32 difference, so it reads against the same budget line
         shifted = fp32 - holdout["drop"]
         axes.plot([chosen["k"]], [shifted], marker="D", markersize=8, color="purple", linestyle="none",
-                  label=f"held-out set: drop {holdout['drop']:.2f} (FP32 {holdout['fp32_ap50']:.2f})")
+                  label=f"held-out set: drop {holdout['drop']:.2f} (its FP32 {holdout['fp32_ap50']:.2f}; "
+                        f"drawn at FP32 above - drop)")
     axes.set_xlabel(f"Conv layers kept in higher precision (of {report['quantized_layers']} quantized)")
     axes.set_ylabel("AP50 (%)")
     axes.set_xticks(ks)
@@ -465,6 +466,7 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
                     drop, chosen["k"])
                 report["result"] = "no fit on the held-out set"
         if failure is not None:  # the report shows how close it came; no ONNX is written
+            report["files"]["onnx"] = None
             plot_budget(report, png_path)
             atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
             raise failure
