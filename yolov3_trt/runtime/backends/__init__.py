@@ -79,14 +79,17 @@ def check_options(name: str, options: dict) -> None:
 # metadata): the fastest one whose accuracy equals ONNX Runtime's on the same file. Measured with
 # ``python benchmarks/fps.py`` (yolov3-416, batch 1, 2 threads, the Detector end to end) and
 # ``python benchmarks/quantize_accuracy.py`` (AP50 on the shapes model), README "CPU runtimes".
-# Left out on purpose: the INT8 file placed for TensorRT, fastest on OpenVINO but 3.7-3.9 AP50
-# below FP32 there (0.2-0.3 on ONNX Runtime, which runs its Q/DQ as defined); end2end graphs
-# (their NMS is the runtime's own).
+# Left out on purpose: end2end graphs (their NMS is the runtime's own).
 CPU_FASTEST: dict[tuple[str, str], str] = {
     (Precision.FP32.value, ""): "openvino",                    # 149 ms against 173 (f32: the same numbers)
     (Precision.FP16.value, "any"): "openvino",                 # 144 ms against 250 (computed in f32)
     (Precision.INT8.value, Target.CPU.value): "openvino",      # 52.5 ms against 60.6, AP50 83.58 against 83.55
+    # 47.2 ms against 382 (ONNX Runtime runs it as fake quantization), AP50 83.57 against 83.33: with its
+    # activation Q/DQ read as uint8 (openvino_backend.uint8_activations), which needs onnx
+    (Precision.INT8.value, Target.TENSORRT.value): "openvino",
 }
+# Kinds whose OpenVINO accuracy needs the onnx package (the uint8 rewrite); without it auto keeps ONNX Runtime.
+NEEDS_ONNX = {(Precision.INT8.value, Target.TENSORRT.value)}
 
 
 def _file_kind(path: Path) -> tuple[str, str]:
@@ -113,6 +116,8 @@ def _auto_onnx(path: Path, usable: list[str], device: str, options: Mapping[str,
         return "onnxruntime" if ort else fitting[0]
     kind = _file_kind(path)
     fastest = CPU_FASTEST.get(kind)
+    if fastest == "openvino" and kind in NEEDS_ONNX and importlib.util.find_spec("onnx") is None:
+        fastest = None  # OpenVINO would run it as read, less accurately than its Q/DQ define
     if fastest in fitting:
         logger.info("backend auto: %s runs %s (%s %s: the fastest CPU runtime measured for it; backend="
                     "'onnxruntime' to choose otherwise)", fastest, path.name, kind[0].upper(), kind[1])
