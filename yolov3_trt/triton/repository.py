@@ -10,7 +10,9 @@ on its OpenVINO backend (``backend: "openvino"``, ``default_model_filename: "mod
 instances only; ``openvino_precision="bf16"`` adds ``HINT_BF16``, ``threads`` sets
 ``INFERENCE_NUM_THREADS``; ``PERFORMANCE_HINT: LATENCY`` and one stream per instance, as the
 Detector's openvino backend compiles). OpenVINO's backend reads only its own parameter keys, so
-the ``yolov3_trt.*`` parameters ride along unchanged.
+the ``yolov3_trt.*`` parameters ride along unchanged. The INT8 file placed for TensorRT goes to
+the OpenVINO backend with its activation Q/DQ as uint8 (the same numbers; OpenVINO computes the
+signed int8 form around a Concat wrongly), as the Detector's openvino backend reads it.
 
 Tensors come from the model's metadata (not by opening the model): input ``images``
 ``[3, H, W]`` FP32; a raw graph's heads ``head<i>`` ``[A*(5+C), H/stride, W/stride]``; an
@@ -180,6 +182,13 @@ def _onnx_platform(path: Path, options: TritonOptions, platform: str) -> str:
     return "openvino"
 
 
+def _tensorrt_int8(props: dict[str, str]) -> bool:
+    """Whether the ONNX's metadata says INT8 placed for TensorRT: OpenVINO computes its signed int8
+    Q/DQ around a Concat wrongly, so Triton's openvino backend gets it with uint8 activation Q/DQ
+    (the same numbers; ``openvino_backend.uint8_activations``)."""
+    return (props.get("yolov3_trt.precision"), props.get("yolov3_trt.quantize_target")) == ("int8", "tensorrt")
+
+
 def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, options: TritonOptions) -> Path:
     """Write the model folder under ``output``; returns the ``config.pbtxt`` path.
 
@@ -232,7 +241,12 @@ def write_repository(model_path: str | os.PathLike, output: str | os.PathLike, o
     try:
         version.mkdir(parents=True, exist_ok=True)
         with atomic_path(version / file_name) as tmp:
-            shutil.copyfile(model_path, tmp)
+            if platform == "openvino" and _tensorrt_int8(props):  # as the Detector's openvino backend reads it
+                from ..runtime.backends.openvino_backend import uint8_activations
+
+                Path(tmp).write_bytes(uint8_activations(model_path)[0])
+            else:
+                shutil.copyfile(model_path, tmp)
         atomic_write_text(folder / "labels.txt", "".join(f"{n}\n" for n in meta.names))
         atomic_write_text(config_path, text)
     except OSError as err:  # an unwritable or full output folder: one line, not a traceback
