@@ -20,6 +20,15 @@ float32 table; both passes run in place on contiguous interleaved rows; the last
 RGB planes straight into the blob (no canvas, no transpose, only the border is painted grey); and
 the per-geometry index and weight arrays are cached, as video frames repeat one size.
 
+OpenCV's kernel (``kernel="opencv"``, :class:`~yolov3_trt.vocab.ResizeKernel`): the same geometry
+(size, pads, :class:`ImageTransform`, grey border), but the image part is ``cv2.resize`` with
+``INTER_LINEAR`` (pixel-centre sampling, fixed-point weights) on the uint8 image, whose channel
+planes are then divided by 255 straight into the blob: about 8x faster than Darknet's resize
+(dog.jpg to 416: 0.22-0.33 vs 1.9-2.7 ms, median of 200 runs). The two sample at up to half a
+source pixel apart (pixel centres vs align-corners), so the pixels differ little on average
+(mean 0.005-0.01 on Darknet's photos at 416) but by up to ~0.7 at sharp edges; detections of
+Darknet's yolov3-tiny keep their classes, boxes move by up to ~1.6 network pixels.
+
 Sizes are always ``(width, height)``; arrays are ``(H, W, C)`` unless stated otherwise.
 """
 from __future__ import annotations
@@ -35,11 +44,12 @@ import numpy as np
 
 from yolov3_trt.darknet_resize import darknet_resize_into
 from yolov3_trt.errors import ImageReadError, YoloV3TrtError
-from yolov3_trt.vocab import ResizeMode
+from yolov3_trt.vocab import ResizeKernel, ResizeMode
 
 logger = logging.getLogger(__name__)
 
 GREY = 0.5  # Darknet's letterbox fill value
+_BYTE_MAX = np.float32(255)  # kernel "opencv": byte / 255, exactly the float32 quotient Darknet's kernel uses
 
 
 @dataclass(frozen=True)
@@ -206,12 +216,15 @@ def letterbox_size(src_size: Sequence[int], size: Sequence[int]) -> tuple[int, i
     return max(new_w, 1), max(new_h, 1)
 
 
-def letterbox(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
+def letterbox(rgb_uint8: np.ndarray, size: Sequence[int],
+              kernel: Literal["darknet", "opencv"] = "darknet") -> tuple[np.ndarray, ImageTransform]:
     """Darknet's ``letterbox_image``: resize keeping aspect ratio, centre on 0.5 grey.
 
     Args:
         rgb_uint8: ``(H, W, 3)`` uint8 RGB image.
         size: network input ``(net_w, net_h)``.
+        kernel: ``"darknet"`` (Darknet's ``resize_image``, bit-exact) or ``"opencv"``
+            (``cv2.resize`` ``INTER_LINEAR`` on the uint8 image; the same geometry).
 
     Returns:
         ``(net_h, net_w, 3)`` float32 RGB in [0, 1], and the :class:`ImageTransform` with
@@ -219,29 +232,61 @@ def letterbox(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, I
         the offset at which the image is actually placed. (Darknet's ``correct_yolo_boxes`` uses
         ``(net - new) / 2.`` instead, half a network pixel off when the difference is odd.)
     """
-    return _interleaved("letterbox", rgb_uint8, size)
+    return _interleaved("letterbox", rgb_uint8, size, kernel)
 
 
-def resize(rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
-    """Stretch an ``(H, W, 3)`` uint8 RGB image to ``size = (net_w, net_h)`` with Darknet's resize.
+def resize(rgb_uint8: np.ndarray, size: Sequence[int],
+           kernel: Literal["darknet", "opencv"] = "darknet") -> tuple[np.ndarray, ImageTransform]:
+    """Stretch an ``(H, W, 3)`` uint8 RGB image to ``size = (net_w, net_h)`` with Darknet's resize
+    (or, ``kernel="opencv"``, ``cv2.resize``'s ``INTER_LINEAR``).
 
     Returns ``(net_h, net_w, 3)`` float32 RGB in [0, 1] and its :class:`ImageTransform` (no pad).
     """
-    return _interleaved("resize", rgb_uint8, size)
+    return _interleaved("resize", rgb_uint8, size, kernel)
 
 
-def _interleaved(mode: str, rgb_uint8: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, ImageTransform]:
+def _check_kernel(kernel: str) -> None:
+    if kernel not in ResizeKernel.values():
+        raise ValueError(f"kernel must be one of {ResizeKernel.describe()}, got {kernel!r}")
+
+
+def _interleaved(mode: str, rgb_uint8: np.ndarray, size: Sequence[int],
+                 kernel: str = "darknet") -> tuple[np.ndarray, ImageTransform]:
     """:func:`_place` an RGB image in a planar canvas of ``size``; return it as ``(H, W, 3)``."""
+    _check_kernel(kernel)
     _check_rgb_uint8(rgb_uint8)
     net_w, net_h = _check_size(size)
     planes = np.empty((3, net_h, net_w), dtype=np.float32)
-    transform = _place(planes, np.ascontiguousarray(rgb_uint8), (0, 1, 2), mode)
+    transform = _place(planes, np.ascontiguousarray(rgb_uint8), (0, 1, 2), mode, kernel)
     return np.ascontiguousarray(planes.transpose(1, 2, 0)), transform
 
 
-def _place(planes: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int], mode: str) -> ImageTransform:
+def _opencv_resize_into(out: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int]) -> None:
+    """``cv2.resize`` (``INTER_LINEAR``) of a contiguous ``(H, W, C)`` uint8 ``image``, whose channels
+    ``rgb`` are red, green and blue, divided by 255 into ``out`` (a ``(3, height, width)`` float32 view).
+
+    The fastest of the variants measured on dog.jpg -> 416x312 (split + ``np.divide`` into the
+    planes, 0.26 ms; the same with ``np.multiply`` by 1/255, ``cv2.LUT`` into the planes, one
+    strided numpy multiply from the transposed image: 0.27-0.33 ms). Division rather than a
+    multiply by 1/255: the same cost, and each byte becomes exactly the value Darknet's kernel
+    gives it (255 -> 1.0).
+    """
+    _, height, width = out.shape
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    if resized.ndim == 2:  # a one-channel image comes back (h, w): grey in all three planes
+        np.divide(resized, _BYTE_MAX, out=out[0])
+        out[1] = out[0]
+        out[2] = out[0]
+        return
+    channels = cv2.split(resized)  # contiguous uint8 planes: the divide then streams
+    for plane, channel in zip(out, rgb):
+        np.divide(channels[channel], _BYTE_MAX, out=plane)
+
+
+def _place(planes: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int], mode: str,
+           kernel: str = "darknet") -> ImageTransform:
     """Letterbox or stretch (``mode``) ``image``, whose channels ``rgb`` are red, green and blue,
-    into ``planes`` ``(3, net_h, net_w)``."""
+    into ``planes`` ``(3, net_h, net_w)`` with the resize ``kernel``."""
     _, net_h, net_w = planes.shape
     src_h, src_w = image.shape[:2]
     new_w, new_h = letterbox_size((src_w, src_h), (net_w, net_h)) if mode == "letterbox" else (net_w, net_h)
@@ -251,14 +296,16 @@ def _place(planes: np.ndarray, image: np.ndarray, rgb: tuple[int, int, int], mod
     planes[:, bottom:] = GREY
     planes[:, pad_y:bottom, :pad_x] = GREY
     planes[:, pad_y:bottom, right:] = GREY
-    darknet_resize_into(planes[:, pad_y:bottom, pad_x:right], image, rgb)
+    resize_into = _opencv_resize_into if kernel == "opencv" else darknet_resize_into
+    resize_into(planes[:, pad_y:bottom, pad_x:right], image, rgb)
     return ImageTransform(src_width=src_w, src_height=src_h, scale_x=new_w / src_w,
                           scale_y=new_h / src_h, pad_x=float(pad_x), pad_y=float(pad_y))
 
 
 def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
                mode: Literal["letterbox", "resize"] = "letterbox",
-               channel_order: Literal["bgr", "rgb"] = "bgr") -> tuple[np.ndarray, list[ImageTransform]]:
+               channel_order: Literal["bgr", "rgb"] = "bgr",
+               kernel: Literal["darknet", "opencv"] = "darknet") -> tuple[np.ndarray, list[ImageTransform]]:
     """Turn images into one network input batch.
 
     Args:
@@ -267,6 +314,10 @@ def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
         size: network input ``(net_w, net_h)``.
         mode: ``"letterbox"`` (Darknet's ``detect``) or ``"resize"`` (plain stretch).
         channel_order: ``"bgr"`` (OpenCV) or ``"rgb"``, for 3- and 4-channel images.
+        kernel: the resize: ``"darknet"`` (Darknet's exact float bilinear ``resize_image``: the
+            C Darknet's input, bit for bit) or ``"opencv"`` (``cv2.resize`` ``INTER_LINEAR`` on the
+            uint8 image, about 8x faster; the same geometry and transforms, pixels on average
+            within 0.01 of Darknet's).
 
     Returns:
         A contiguous float32 blob ``(B, 3, net_h, net_w)``, RGB in [0, 1], and one
@@ -274,10 +325,11 @@ def preprocess(images: Sequence[np.ndarray], size: Sequence[int],
     """
     if mode not in ResizeMode.values():
         raise ValueError(f"mode must be one of {ResizeMode.describe()}, got {mode!r}")
+    _check_kernel(kernel)
     net_w, net_h = _check_size(size)
     blob = np.empty((len(images), 3, net_h, net_w), dtype=np.float32)
     transforms: list[ImageTransform] = []
     for index, image in enumerate(images):
         # Straight from the caller's channel layout into the blob's RGB planes: no to_rgb copy.
-        transforms.append(_place(blob[index], *_source_image(image, channel_order), mode))
+        transforms.append(_place(blob[index], *_source_image(image, channel_order), mode, kernel))
     return blob, transforms

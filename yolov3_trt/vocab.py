@@ -101,6 +101,14 @@ class ResizeMode(Choice):
     RESIZE = "resize"
 
 
+class ResizeKernel(Choice):
+    """Which bilinear resize puts the image in the network input: Darknet's exact float one (detections
+    equal the C Darknet's), or OpenCV's ``cv2.resize`` (``INTER_LINEAR`` on the uint8 image, about 8x faster)."""
+
+    DARKNET = "darknet"
+    OPENCV = "opencv"
+
+
 class Postprocessor(Choice):
     """Who decodes raw heads in the Detector: the plugin's host library, numpy, or auto."""
 
