@@ -244,6 +244,8 @@ def _one_line(err) -> str:
     ({"device": "gpu"}, "device 'gpu': expected 'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ({"device": "cuda:1"}, "device 'cuda:1': the onnxruntime backend takes 'cuda'"),
     ({"backend_options": ["optimization"]}, "backend_options=['optimization']: expected a dict"),
+    ({"resize_kernel": "cubic"}, "unknown resize_kernel 'cubic' (expected one of darknet, opencv)"),
+    ({"resize_kernel": None}, "unknown resize_kernel None"),
 ])
 def test_detector_refuses_settings_the_cli_refuses(models, kwargs, words):
     from yolov3_trt.runtime.backends import DeviceError
@@ -283,6 +285,7 @@ def test_from_model_takes_an_int_size_as_square(models, images):
     ({"iou": 5}, "iou=5"),
     ({"max_det": 0}, "max_det=0"),
     ({"device": "tpu"}, "device 'tpu'"),
+    ({"resize_kernel": "OpenCV"}, "unknown resize_kernel 'OpenCV' (expected one of darknet, opencv)"),
 ])
 def test_from_model_refuses_bad_arguments(models, kwargs, words):
     from yolov3_trt.runtime.backends import DeviceError
@@ -336,3 +339,30 @@ def test_a_cuda_session_that_fell_back_to_the_cpu_is_refused():
         check_loaded_device(FellBack(), "cuda")
     check_loaded_device(FellBack(), "auto")  # auto may run on the CPU
     check_loaded_device(FellBack(), "cpu")
+
+
+def test_resize_kernel_is_an_attribute_in_the_log_and_used_for_every_call(models, images, caplog, monkeypatch):
+    import yolov3_trt.runtime.detector as module
+
+    path = models["folder"] / "raw.onnx"
+    with caplog.at_level("INFO", logger="yolov3_trt.runtime.detector"):
+        exact, fast = Detector(path, "onnxruntime", conf=CONF), Detector(path, "onnxruntime", conf=CONF,
+                                                                          resize_kernel="opencv")
+    logged = [r.getMessage() for r in caplog.records if r.name == "yolov3_trt.runtime.detector"]
+    assert "(letterbox, darknet resize)" in logged[0] and "(letterbox, opencv resize)" in logged[1]
+    with exact, fast:
+        assert exact.resize_kernel == "darknet" and fast.resize_kernel == "opencv"
+        with Detector.from_model(models["model"], COCO_NAMES, size=SIZE, resize_kernel="opencv") as torch_fast:
+            assert torch_fast.resize_kernel == "opencv"
+        seen = []
+        preprocess = module.preprocess
+
+        def spy(*args, **kwargs):
+            seen.append(kwargs.get("kernel"))
+            return preprocess(*args, **kwargs)
+
+        monkeypatch.setattr(module, "preprocess", spy)
+        fast.detect(images[0])
+        fast.detect_batch(images[:2])
+        exact.detect(images[0])
+        assert seen == ["opencv", "opencv", "darknet"]

@@ -28,7 +28,7 @@ from ..metadata import ModelMetadata
 from ..postprocess import DEFAULT_CONF, DEFAULT_IOU, DEFAULT_MAX_DET, DEFAULT_PRE_NMS_TOP_K, postprocess
 from ..preprocess import preprocess
 from ..specs import DecodeSpec, NmsSpec
-from ..vocab import Postprocessor
+from ..vocab import Postprocessor, ResizeKernel
 from .backends import DeviceError, backend_class, check_device, check_loaded_device, check_options, choose
 from .backends.base import Backend
 
@@ -52,6 +52,14 @@ def _check_settings(conf: float | None, iou: float | None, max_det: int | None, 
     for name, value in (("max_det", max_det), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise DetectorArgumentError(f"{name}={value!r}: expected an integer >= 1")
+
+
+def _resize_kernel(value: str) -> ResizeKernel:
+    """``resize_kernel`` as its :class:`~yolov3_trt.vocab.ResizeKernel`; DetectorArgumentError naming a bad one."""
+    try:
+        return ResizeKernel.parse(value, "resize_kernel")
+    except ValueError as err:
+        raise DetectorArgumentError(str(err)) from None
 
 
 def _input_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
@@ -166,22 +174,30 @@ class Detector:
     :class:`DetectorArgumentError`; both are :class:`~yolov3_trt.errors.YoloV3TrtError` (and
     ``ValueError``) with a one-line message.
 
+    ``resize_kernel``: how the image is resized into the network input (every call):
+    ``"darknet"``, Darknet's exact float bilinear ``resize_image`` (the input, and so the
+    detections, of the C Darknet), or ``"opencv"``, ``cv2.resize`` ``INTER_LINEAR`` on the uint8
+    image (the same letterbox geometry; ~8x faster, 0.2-0.3 instead of 1.9-2.7 ms for a 768x576
+    photo at 416; on Darknet's yolov3-tiny and photos the same classes, boxes within ~1.6 network
+    pixels, scores within 0.05). Read back as the attribute ``resize_kernel``.
+
     Use as a context manager, or call :meth:`close`, to free the model.
     """
 
     def __init__(self, model_path: str | os.PathLike | Backend, backend: str = "auto", *,
                  conf: float | None = None, iou: float | None = None, max_det: int | None = None,
                  device: str = "auto", threads: int | None = None, postprocessor: str = "auto",
-                 backend_options: Mapping[str, Any] | None = None):
+                 backend_options: Mapping[str, Any] | None = None, resize_kernel: str = "darknet"):
         _check_settings(conf, iou, max_det, threads)
+        kernel = _resize_kernel(resize_kernel)
         if isinstance(model_path, Backend):
             _check_built(model_path, backend, device, threads, backend_options)
-            self._init(model_path, conf, iou, max_det, postprocessor)
+            self._init(model_path, conf, iou, max_det, postprocessor, kernel)
             return
         loaded = _load(model_path, backend, device, threads, backend_options)
         try:
             check_loaded_device(loaded, device)
-            self._init(loaded, conf, iou, max_det, postprocessor)
+            self._init(loaded, conf, iou, max_det, postprocessor, kernel)
         except BaseException:  # a refused postprocessor or setting: free the model loaded for nothing
             loaded.close()
             raise
@@ -189,7 +205,8 @@ class Detector:
     @classmethod
     def from_model(cls, model, names: Sequence[str], *, size: int | tuple[int, int] | None = None,
                    conf: float | None = None, iou: float | None = None, max_det: int | None = None,
-                   device: str = "auto", threads: int | None = None, postprocessor: str = "auto") -> "Detector":
+                   device: str = "auto", threads: int | None = None, postprocessor: str = "auto",
+                   resize_kernel: str = "darknet") -> "Detector":
         """A Detector on the torch backend around an in-memory :class:`YoloV3`.
 
         ``size``: the input, ``N`` (square) or ``(width, height)``, multiples of 32; None: the cfg's.
@@ -204,6 +221,7 @@ class Detector:
         except TypeError:
             raise DetectorArgumentError(f"names={names!r}: expected a sequence of class names") from None
         _check_settings(conf, iou, max_det, threads)
+        _resize_kernel(resize_kernel)
         size = _input_size(size)
         if len(names) != model.num_classes:
             raise YoloV3TrtError(f"{len(names)} class names for a model with {model.num_classes} classes")
@@ -216,14 +234,16 @@ class Detector:
 
         backend = TorchBackend(model=model, names=names, size=size, device=device, threads=threads)
         try:
-            return cls(backend, conf=conf, iou=iou, max_det=max_det, postprocessor=postprocessor)
+            return cls(backend, conf=conf, iou=iou, max_det=max_det, postprocessor=postprocessor,
+                       resize_kernel=resize_kernel)
         except BaseException:
             backend.close()
             raise
 
     def _init(self, backend: Backend, conf: float | None, iou: float | None, max_det: int | None,
-              postprocessor: str = "auto") -> None:
+              postprocessor: str = "auto", resize_kernel: ResizeKernel = ResizeKernel.DARKNET) -> None:
         meta = backend.metadata
+        self.resize_kernel: ResizeKernel = resize_kernel
         self.decode: DecodeSpec = meta.decode_spec(backend.path)  # FileError naming the file when broken
         self._postprocess, self.postprocessor = _choose_postprocessor(postprocessor, self.decode.anchors)
         self._backend = backend
@@ -241,8 +261,9 @@ class Detector:
         self.nms: NmsSpec = self._resolve_nms(baked, conf, iou, max_det)
         self._lock = threading.Lock()
         self.last_timings: dict[str, float] = {}
-        logger.info("%s on %s, input %dx%d, %d classes, %s graph%s", backend.path, backend.description,
-                    *self.decode.input_size, self.decode.num_classes, meta.flavour, _budget_text(meta))
+        logger.info("%s on %s, input %dx%d (%s, %s resize), %d classes, %s graph%s", backend.path,
+                    backend.description, *self.decode.input_size, meta.resize, resize_kernel, self.decode.num_classes,
+                    meta.flavour, _budget_text(meta))
 
     def _resolve_nms(self, baked: NmsSpec | None, conf: float | None, iou: float | None,
                      max_det: int | None) -> NmsSpec:
@@ -321,7 +342,8 @@ class Detector:
                                  "use detect() for one image")
         with self._lock:
             start = time.perf_counter()
-            blob, transforms = preprocess(list(images), self.input_size, self.metadata.resize)
+            blob, transforms = preprocess(list(images), self.input_size, self.metadata.resize,
+                                          kernel=self.resize_kernel.value)
             prepared = time.perf_counter()
             step = self._backend.max_batch or len(blob) or 1
             outputs = [self._backend.infer(blob[i:i + step]) for i in range(0, len(blob), step)]
