@@ -254,3 +254,21 @@ def test_real_weights_json_scores_against_darknet_with_pycocotools(tmp_path):
     evaluation.accumulate()
     evaluation.summarize()
     assert evaluation.stats[1] > 0.95  # AP at IoU 0.5; 0-based or shifted ids would score ~0
+
+
+def test_resize_kernel_flag(tiny_weights, photos, tmp_path, capsys, caplog):
+    dog = str(photos / "dog.jpg")
+    with caplog.at_level("INFO", logger="yolov3_trt.runtime.detector"):
+        assert run(main, [dog, "--weights", str(tiny_weights), "--output", str(tmp_path / "out"),
+                          "--resize-kernel", "opencv", *FAST]) == 0
+    assert any("opencv resize" in r.getMessage() for r in caplog.records if r.name == "yolov3_trt.runtime.detector")
+    assert json.loads((tmp_path / "out" / "detections.json").read_text()) is not None
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run(main, [dog, "--weights", str(tiny_weights), "--output", str(tmp_path / "bad"), "--resize-kernel",
+                   "cubic", *FAST])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "argument --resize-kernel: invalid choice: 'cubic'" in err
+    assert "darknet" in err and "opencv" in err  # the choices, quoted or not as this Python's argparse writes them
+    assert not (tmp_path / "bad").exists()

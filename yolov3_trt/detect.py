@@ -56,7 +56,7 @@ PER_IMAGE_REPORT_LIMIT = 20  # print one line per image for small image sets
 LISTED_DETECTIONS = 8  # detections named on that line
 
 
-GROUPS = (ModelArgs(), RuntimeArgs(), PostprocessArgs())
+GROUPS = (ModelArgs(), RuntimeArgs(resize_kernel=True), PostprocessArgs())
 
 
 def build_parser() -> argparse.ArgumentParser:

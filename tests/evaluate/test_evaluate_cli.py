@@ -132,3 +132,16 @@ def test_usage_errors(model_files, tmp_path, capsys):
     assert "--size" in _one_line_error(capsys)
     assert run(main, [str(tmp_path / "missing"), "--model", str(model_files["onnx"])]) == 2
     assert "missing" in _one_line_error(capsys)
+
+
+def test_resize_kernel_flag_reaches_the_detector(model_files, tmp_path, capsys):
+    data = _make_dataset(tmp_path / "data")
+    argv = [str(data), "--model", str(model_files["onnx"]), "--output", str(tmp_path / "out")]
+    assert run(main, [*argv, "--resize-kernel", "opencv"]) == 0
+    assert "opencv resize" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["model"]["resize_kernel"] == "opencv"
+    with pytest.raises(SystemExit) as info:
+        run(main, [*argv, "--resize-kernel", "cubic"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "argument --resize-kernel: invalid choice: 'cubic'" in err

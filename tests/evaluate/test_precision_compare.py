@@ -145,3 +145,14 @@ def test_compare_items_name_their_runtime_or_are_files(setup, tmp_path, capsys):
                                "--output", str(tmp_path / "o")]) == 2
     assert "takes a runtime per file" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_compare_with_opencvs_resize_kernel(setup, tmp_path):
+    root, fp32, _ = setup
+    out = tmp_path / "report"
+    assert run(evaluate_main, [str(root / "data"), "--compare", str(fp32), "--resize-kernel", "opencv",
+                               "--output", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [(m["label"], m["resize_kernel"]) for m in report["models"]] == [("FP32 (opencv resize)", "opencv")]
+    assert report["settings"]["resize_kernel"] == "opencv"
+    assert "| FP32 (opencv resize) |" in (out / "compare.md").read_text()

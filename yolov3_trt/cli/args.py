@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from ..vocab import Backend, CalibMethod, Precision
+from ..vocab import Backend, CalibMethod, Precision, ResizeKernel
 from .flags import add_flag, given_flags
 
 CALIB_IMAGES = 128  # = yolov3_trt.calibration.DEFAULT_NUM_IMAGES (kept here so parsers import nothing heavy)
@@ -74,21 +74,25 @@ class ModelArgs:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """--model (None: the model flags describe it) and --backend."""
+    """--model (None: the model flags describe it), --backend and the Detector's --resize-kernel."""
 
     model: str | None = None
     backend: Backend = Backend.AUTO
+    resize_kernel: ResizeKernel = ResizeKernel.DARKNET
 
 
 class RuntimeArgs:
     """An exported model file and the backend that runs it.
 
     ``backend``: whether the tool has --backend; ``size_with_model``: whether --size may go with
-    --model (build checks it against the file instead of refusing it).
+    --model (build checks it against the file instead of refusing it); ``resize_kernel``: whether
+    it has --resize-kernel (the tools that run a Detector).
     """
 
-    def __init__(self, *, backend: bool = True, size_with_model: bool = False, required: bool = False):
+    def __init__(self, *, backend: bool = True, size_with_model: bool = False, required: bool = False,
+                 resize_kernel: bool = False):
         self.backend, self.size_with_model, self.required = backend, size_with_model, required
+        self.resize_kernel = resize_kernel
 
     def add_parser_args(self, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("runtime")
@@ -96,10 +100,13 @@ class RuntimeArgs:
                  "the model flags describe it")
         if self.backend:
             add_flag(g, "--backend", default=Backend.AUTO.value)
+        if self.resize_kernel:
+            add_flag(g, "--resize-kernel", default=ResizeKernel.DARKNET.value)
 
     def parse(self, ns: argparse.Namespace, model: ModelOptions | None = None) -> RuntimeOptions:
         """UsageError for model flags beside --model, and a backend the model flags cannot run on."""
-        options = RuntimeOptions(getattr(ns, "model", None), Backend.parse(getattr(ns, "backend", "auto"), "--backend"))
+        options = RuntimeOptions(getattr(ns, "model", None), Backend.parse(getattr(ns, "backend", "auto"), "--backend"),
+                                 ResizeKernel.parse(getattr(ns, "resize_kernel", None) or "darknet", "--resize-kernel"))
         if model is None:
             return options
         clash = [flag for flag in model.given() if not (flag == "--size" and self.size_with_model)]

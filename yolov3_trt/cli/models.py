@@ -68,9 +68,10 @@ def detector_for(model: ModelOptions, runtime: RuntimeOptions, post: Postprocess
     the model options with --cfg and --weights resolved)."""
     from ..runtime.detector import Detector
 
-    thresholds = {"conf": post.conf, "iou": post.iou, "max_det": post.max_det}
+    settings = {"conf": post.conf, "iou": post.iou, "max_det": post.max_det,
+                "resize_kernel": str(runtime.resize_kernel)}
     if runtime.model:
-        return Detector(runtime.model, str(runtime.backend), **thresholds), model
+        return Detector(runtime.model, str(runtime.backend), **settings), model
     torch_model, names, resolved = load_model(model)
     if runtime.backend != "torch":  # the fast path: exported once, then ONNX Runtime
         import importlib.util
@@ -79,9 +80,9 @@ def detector_for(model: ModelOptions, runtime: RuntimeOptions, post: Postprocess
             from .fast_path import cached_onnx
 
             onnx_path = cached_onnx(torch_model, names, model.size, resolved.checkpoint or resolved.weights)
-            return Detector(onnx_path, "onnxruntime", **thresholds), resolved
+            return Detector(onnx_path, "onnxruntime", **settings), resolved
         logger.info("onnx is not installed: running on PyTorch (pip install onnx for ONNX Runtime, ~20x faster here)")
-    return Detector.from_model(torch_model, names, size=model.size, **thresholds), resolved
+    return Detector.from_model(torch_model, names, size=model.size, **settings), resolved
 
 
 def build_detector(args: argparse.Namespace):

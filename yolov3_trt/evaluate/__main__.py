@@ -43,7 +43,7 @@ TABLE = (("map", "mAP@[.50:.95]"), ("ap50", "AP50"), ("ap75", "AP75"), ("ap_smal
          ("per_image_ap", "per-image AP@[.50:.95]"))
 
 
-GROUPS = (ModelArgs(), RuntimeArgs(), PostprocessArgs(DEFAULT_CONF, None, DEFAULT_MAX_DET))
+GROUPS = (ModelArgs(), RuntimeArgs(resize_kernel=True), PostprocessArgs(DEFAULT_CONF, None, DEFAULT_MAX_DET))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,7 @@ def _model_description(args: argparse.Namespace, detector) -> dict[str, Any]:
     source = args.model or args.checkpoint or f"{args.cfg or 'yolov3'} + {args.weights}"
     return {"path": str(source), "backend": detector.backend, "input_size": list(detector.input_size),
             "num_classes": len(detector.names), "conf": detector.conf, "iou": detector.iou,
-            "max_det": detector.max_det}
+            "max_det": detector.max_det, "resize_kernel": str(detector.resize_kernel)}
 
 
 COMPARE_FILES = ("compare.json", "compare.md", "compare.png")
@@ -193,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_json(staged[json_path], _json_safe(report))
 
     print(f"{len(sizes)} images, {int(counts.sum())} boxes, {len(dataset.names)} classes; "
-          f"{model['backend']}, conf {detector.conf}, iou {detector.iou}, max-det {detector.max_det}")
+          f"{model['backend']}, {model['resize_kernel']} resize, conf {detector.conf}, iou {detector.iou}, "
+          f"max-det {detector.max_det}")
     for key, label in TABLE:
         print(f"  {label:<24} {_format(metrics[key])}")
     print(f"  per-image AP over {metrics['per_image_images']} images "
@@ -223,7 +224,7 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths:
         raise UsageError(f"--calib measures per-layer error against the first --compare file, which must be the "
                          f"FP32 export; {first} is {model_label(first)}")
     results = evaluate_models(items, samples, len(dataset.names), conf=args.conf, iou=args.iou,
-                              max_det=args.max_det, batch=args.infer_batch)
+                              max_det=args.max_det, batch=args.infer_batch, resize_kernel=args.resize_kernel)
     errors = None
     if args.calib:
         from ..calibration import load_calibration_images, sample_images
@@ -240,6 +241,7 @@ def _compare(args: argparse.Namespace, data: str, dataset, samples, argv, paths:
     report = {"models": results, "reference": results[0]["label"], "layer_errors": errors,
               "dataset": {"path": str(data), "images": len(samples), "names": list(dataset.names)},
               "settings": {"conf": args.conf, "iou": args.iou, "max_det": args.max_det,
+                           "resize_kernel": args.resize_kernel,
                            "calib": args.calib, "calib_images": args.calib_images if args.calib else None},
               "command": command}
     text = table(results)

@@ -4,7 +4,9 @@
 int8-trt.onnx int8-trt.onnx@openvino [--calib PATH]`` runs each file with the same Detector
 settings over DATA (COCO mAP, AP50, the paper's global AP). An item is ``PATH`` (ONNX Runtime) or
 ``PATH@RUNTIME`` with a runtime of :data:`RUNTIMES` (OpenVINO in FP32 or BF16 inference), so the
-same file can be measured on each runtime that may serve it. With ``--calib``, the per-layer
+same file can be measured on each runtime that may serve it. ``--resize-kernel opencv`` runs every
+item with OpenCV's resize instead of Darknet's (labels say so), to measure what the faster
+kernel costs in AP against a run without it. With ``--calib``, the per-layer
 output error of every converted file against the FP32 one on the calibration images
 (:mod:`.layer_error`, computed with ONNX Runtime, so given once per file). Writes
 ``compare.json``, ``compare.md`` (the table) and ``compare.png`` (AP bars and layer errors).
@@ -76,22 +78,25 @@ def model_label(path: str | os.PathLike) -> str:
 
 def evaluate_models(items: Sequence[str | os.PathLike | tuple[str, str]], samples: Sequence, num_classes: int, *,
                     conf: float, iou: float | None, max_det: int, batch: int = 8,
-                    threads: int | None = None) -> list[dict[str, Any]]:
+                    threads: int | None = None, resize_kernel: str = "darknet") -> list[dict[str, Any]]:
     """COCO and global AP of each file on ``samples``, run by a Detector on the CPU. An item is a
-    path (ONNX Runtime) or ``(path, runtime)`` with a runtime of :data:`RUNTIMES`."""
+    path (ONNX Runtime) or ``(path, runtime)`` with a runtime of :data:`RUNTIMES`. ``resize_kernel``:
+    the Detectors' (labels gain `` (opencv resize)`` when not Darknet's)."""
     from ..runtime.detector import Detector
 
     pairs = [item if isinstance(item, tuple) else (os.fspath(item), DEFAULT_RUNTIME) for item in items]
     results = []
     labels: dict[str, int] = {}
-    plain = [item_label(path, runtime) for path, runtime in pairs]  # every file read before the first evaluation
+    suffix = "" if resize_kernel == "darknet" else f" ({resize_kernel} resize)"
+    # every file read before the first evaluation
+    plain = [item_label(path, runtime) + suffix for path, runtime in pairs]
     for (path, runtime), label in zip(pairs, plain):
         labels[label] = labels.get(label, 0) + 1
         if labels[label] > 1:
             label = f"{label} ({Path(path).name})"
         backend, options = RUNTIMES[runtime]
         with Detector(path, backend, conf=conf, iou=iou, max_det=max_det, device="cpu", threads=threads,
-                      backend_options=options or None) as detector:
+                      backend_options=options or None, resize_kernel=resize_kernel) as detector:
             if len(detector.names) != num_classes:
                 raise YoloV3TrtError(f"{path}: the model has {len(detector.names)} classes, the dataset {num_classes}")
             ground_truth, predictions, sizes, seconds = run_detector(detector, samples, batch)
@@ -100,6 +105,7 @@ def evaluate_models(items: Sequence[str | os.PathLike | tuple[str, str]], sample
         coco.pop("per_class")
         metrics = {**coco, **Evaluation(ground_truth, predictions).global_ap()}
         results.append({"label": label, "path": str(path), "runtime": runtime, "backend": described,
+                        "resize_kernel": str(resize_kernel),
                         "metrics": metrics, "images_per_second": len(sizes) / seconds if seconds else None})
     return results
 
