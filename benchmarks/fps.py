@@ -12,6 +12,11 @@ files as the ONNX Runtime rows, batch ``--trt-batch``, run by the Detector's ten
 fill in on a machine with TensorRT and a GPU; elsewhere each is a row that says "not available"
 and why.
 
+--resize-kernels darknet,opencv times each Detector row (onnxruntime, openvino, tensorrt, torch)
+once per resize kernel (the Detector's ``resize_kernel``: Darknet's exact resize, or
+``cv2.resize``); each such row's JSON has ``"resize_kernel"``, and rows of another kernel than
+Darknet's say which in the table, the CSV and the picture ("int8-cpu (opencv resize)").
+
 Without --weights the network gets random weights in Darknet format whose heads behave like a
 trained detector's (moderate logits, a few boxes over the threshold), so post-processing costs
 what it costs with real weights; speed does not depend on the weight values otherwise.
@@ -51,6 +56,7 @@ PUBLISHED = {
 PAPER_DARKNET53_BFLOPS_PER_S = 1457  # Table 2: Darknet-53 backbone on a Titan X
 # The engines' precisions: INT8 is the Q/DQ file placed for TensorRT (the CPU one is not built).
 TRT_PRECISIONS = ("fp32", "fp16", "int8-tensorrt")
+DETECTOR_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")  # the rows timed once per --resize-kernels
 DEFAULT_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "darknet" / "images" / "dog.jpg"
 
 
@@ -70,6 +76,7 @@ def build_parser():
     add_flag(p, "--backends", default="onnxruntime,openvino,tensorrt,torch-eager,opencv-dnn,openvino-net")
     add_flag(p, "--trt-batch", default="1,8")
     add_flag(p, "--precisions", default="fp32,bf16,fp16,int8-cpu,int8-tensorrt")
+    add_flag(p, "--resize-kernels", default="darknet")
     add_flag(p, "--calib", default=str(DEFAULT_PHOTO.parent), default_text="the Darknet samples; speed does not "
              "depend on them")
     add_flag(p, "--calib-images", default=4)
@@ -151,7 +158,7 @@ class Bench:
         return sum(s.bflops for s in self.network.shapes(size, size))
 
     def add(self, backend: str, precision: str, size: int, batch: int, totals: list[float],
-            parts: dict[str, list[float]] | None = None) -> None:
+            parts: dict[str, list[float]] | None = None, resize_kernel: str | None = None) -> None:
         infer = parts["infer"] if parts else totals
         p50_infer = percentile(infer, 50)
         row = {"backend": backend, "precision": precision, "size": size, "batch": batch,
@@ -162,24 +169,29 @@ class Bench:
                "fps": batch * 1e3 / percentile(totals, 50),
                "bflops_per_s": self.bflops(size) * batch / (p50_infer / 1e3),
                "scope": "end to end" if parts else "forward only"}
+        if resize_kernel is not None:  # a Detector row
+            row["resize_kernel"] = resize_kernel
         self.rows.append(row)
 
     # ---- backends ------------------------------------------------------------------------
 
-    def detector(self, backend: str, size: int, batch: int, precision: str = "fp32") -> None:
+    def detector(self, backend: str, size: int, batch: int, precision: str = "fp32",
+                 resize_kernel: str = "darknet") -> None:
         from yolov3_trt.runtime.detector import Detector
 
         if backend in ("onnxruntime", "openvino"):
             path = self.onnx(size, "fp32" if precision == "bf16" else precision)
             options = {"precision": "bf16" if precision == "bf16" else "f32"} if backend == "openvino" else None
-            detector = Detector(path, backend, threads=self.args.threads, backend_options=options)
+            detector = Detector(path, backend, threads=self.args.threads, backend_options=options,
+                                resize_kernel=resize_kernel)
         elif backend == "tensorrt":
-            detector = Detector(self.engine(size, precision, batch), "tensorrt")
+            detector = Detector(self.engine(size, precision, batch), "tensorrt", resize_kernel=resize_kernel)
         else:
             import torch
 
             torch.set_num_threads(self.args.threads)  # process-wide: the application's call, not the Detector's
-            detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu")
+            detector = Detector.from_model(self.torch_model(), self.names(), size=(size, size), device="cpu",
+                                           resize_kernel=resize_kernel)
         images = [self.image] * batch
         parts: dict[str, list[float]] = {"preprocess": [], "infer": [], "postprocess": []}
         totals: list[float] = []
@@ -195,7 +207,7 @@ class Bench:
                 parts[key].append(detector.last_timings[key])
             totals.append(detector.last_timings["total"])
         detector.close()
-        self.add(backend, precision, size, batch, totals, parts)
+        self.add(backend, precision, size, batch, totals, parts, resize_kernel)
 
     def torch_eager(self, size: int, batch: int) -> None:
         import torch
@@ -244,16 +256,16 @@ class Bench:
         self.add("openvino-net", precision, size, batch, timed(lambda: request.infer({0: blob}), self.args.warmup,
                                                                self.args.runs))
 
-    def tensorrt(self, size: int, batch: int, precision: str) -> None:
+    def tensorrt(self, size: int, batch: int, precision: str, resize_kernel: str = "darknet") -> None:
         """A TensorRT row, or a "not available" row saying why (no TensorRT or no GPU here)."""
         from yolov3_trt.build import availability
 
         ok, reason = availability()
         if ok:
-            self.detector("tensorrt", size, batch, precision)
+            self.detector("tensorrt", size, batch, precision, resize_kernel)
         else:
             self.rows.append({"backend": "tensorrt", "precision": precision, "size": size, "batch": batch,
-                              "scope": f"not available: {reason}"})
+                              "scope": f"not available: {reason}", "resize_kernel": resize_kernel})
 
     # ---- shared models -------------------------------------------------------------------
 
@@ -309,6 +321,14 @@ def paper_rows(cfg: str, sizes: list[int]) -> tuple[str, list[dict[str, Any]]]:
          "bflops_per_s": p["bflops"] / (p["ms"] / 1e3)} for p in published["rows"] if p["size"] in sizes]
 
 
+def shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the table, CSV and picture show them: a Detector row of another resize kernel than
+    Darknet's has it in its precision ("int8-cpu (opencv resize)"), so it is its own line, bar and
+    legend entry; fps.json keeps the plain precision and the ``resize_kernel`` key."""
+    return [{**r, "precision": f"{r['precision']} ({r['resize_kernel']} resize)"}
+            if r.get("resize_kernel", "darknet") != "darknet" else r for r in rows]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -323,18 +343,21 @@ def main(argv=None) -> int:
         trt_precisions = [p for p in precisions if p in TRT_PRECISIONS]
         per_backend = {"onnxruntime": [p for p in precisions if p != "bf16"], "tensorrt": trt_precisions,
                        "openvino": precisions, "openvino-net": precisions}
-        jobs = [(b, s, n, p) for s in sizes for b in backends for n in (trt_batches if b == "tensorrt" else batches)
-                for p in per_backend.get(b, ["fp32"])]
-        for backend, size, batch, precision in tqdm(jobs, desc="fps", unit="config"):
+        # each Detector row once per resize kernel, the kernels of one configuration side by side
+        jobs = [(b, s, n, p, k) for s in sizes for b in backends for n in (trt_batches if b == "tensorrt" else batches)
+                for p in per_backend.get(b, ["fp32"])
+                for k in (args.resize_kernels if b in DETECTOR_BACKENDS else [None])]
+        for backend, size, batch, precision, kernel in tqdm(jobs, desc="fps", unit="config"):
             if backend.startswith("openvino") and importlib.util.find_spec("openvino") is None:
                 bench.rows.append({"backend": backend, "precision": precision, "size": size, "batch": batch,
-                                   "scope": "not available: openvino is not installed (pip install '.[openvino]')"})
+                                   "scope": "not available: openvino is not installed (pip install '.[openvino]')",
+                                   **({"resize_kernel": kernel} if kernel else {})})
             elif backend == "openvino-net":
                 bench.openvino_net(size, batch, precision)
             elif backend in ("onnxruntime", "openvino", "torch"):
-                bench.detector(backend, size, batch, precision)
+                bench.detector(backend, size, batch, precision, kernel)
             elif backend == "tensorrt":
-                bench.tensorrt(size, batch, precision)
+                bench.tensorrt(size, batch, precision, kernel)
             elif backend == "torch-eager":
                 bench.torch_eager(size, batch)
             elif backend == "opencv-dnn":
@@ -352,7 +375,8 @@ def main(argv=None) -> int:
     print(title)
     if gemm:
         print("FP32 GEMM 4096x4096: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items()))
-    print(table(bench.rows, best_gemm))
+    rows = shown(bench.rows)
+    print(table(rows, best_gemm))
     if paper:
         print(f"{args.cfg}, {source}: " + ", ".join(
             f"{p['size']}: {p['ms']:.1f} ms ({p['fps_website']} FPS, {p['bflops_per_s']:.0f} BFLOP/s, AP50 {p['ap50']})"
@@ -368,12 +392,14 @@ def main(argv=None) -> int:
               "paper_darknet53_bflops_per_s": PAPER_DARKNET53_BFLOPS_PER_S}
     atomic_write_json(out / "fps.json", result)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(max(bench.rows, key=len)))
+    # the longest row's keys, then any only other rows have (a "not available" row's resize_kernel)
+    fields = list(dict.fromkeys(k for r in sorted(rows, key=len, reverse=True) for k in r))
+    writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
-    writer.writerows(bench.rows)
+    writer.writerows(rows)
     atomic_write_text(out / "fps.csv", buffer.getvalue())
     with atomic_path(out / "fps.png") as tmp_png:
-        plot([r for r in bench.rows if "p50_ms" in r], paper, best_gemm, title, tmp_png,
+        plot([r for r in rows if "p50_ms" in r], paper, best_gemm, title, tmp_png,
              paper_label=f"{args.cfg}: {source}" if paper else "no published row")
     print(f"wrote {out / 'fps.json'}, {out / 'fps.csv'}, {out / 'fps.png'}")
     return 0

@@ -96,6 +96,8 @@ FPS_ERRORS = {  # flags -> words of the one line fps.py prints before building a
                         "torch-eager, opencv-dnn, openvino-net)"),
     "unknown precision": (["--precisions", "fp32,fp8"], "argument --precisions: unknown 'fp8' (choose from fp32, "
                                                          "bf16, fp16, int8-cpu, int8-tensorrt)"),
+    "unknown resize kernel": (["--resize-kernels", "darknet,cubic"],
+                              "argument --resize-kernels: unknown 'cubic' (choose from darknet, opencv)"),
     "unknown cfg": (["--cfg", "yolov9"], "yolov9: no such cfg file, nor a built-in model"),
     "missing weights": (["--weights", "{tmp}/missing.weights"], "missing.weights: no such weights file"),
     "weights of another cfg": (["--weights", "{tmp}/short.weights"], "short.weights: --weights: <built-in yolov3-tiny> "
@@ -134,3 +136,21 @@ def test_fps_openvino_rows_beside_onnx_runtime(tmp_path):
         ("onnxruntime", "fp32", "end to end"), ("openvino", "fp32", "end to end"), ("openvino", "bf16", "end to end"),
         ("openvino-net", "fp32", "forward only"), ("openvino-net", "bf16", "forward only")]
     assert all(r["p50_ms"] > 0 for r in rows)
+
+
+def test_fps_detector_rows_once_per_resize_kernel(tmp_path):
+    out = tmp_path / "bench"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fps.py"), "--cfg", "yolov3-tiny", "--sizes", "96",
+                           "--runs", "2", "--warmup", "0", "--no-gemm", "--precisions", "fp32",
+                           "--backends", "onnxruntime,torch-eager", "--resize-kernels", "darknet,opencv",
+                           "--output", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((out / "fps.json").read_text())["rows"]
+    # the kernels of one configuration side by side; forward-only rows have no resize (and no key)
+    assert [(r["backend"], r["precision"], r.get("resize_kernel")) for r in rows] == [
+        ("onnxruntime", "fp32", "darknet"), ("onnxruntime", "fp32", "opencv"), ("torch-eager", "fp32", None)]
+    assert all(r["p50_ms"] > 0 for r in rows)
+    assert "fp32 (opencv resize)" in done.stdout and "fp32 (darknet resize)" not in done.stdout
+    shown = list(csv.DictReader((out / "fps.csv").open()))
+    assert [(r["precision"], r["resize_kernel"]) for r in shown] == [
+        ("fp32", "darknet"), ("fp32 (opencv resize)", "opencv"), ("fp32", "")]

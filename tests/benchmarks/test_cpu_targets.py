@@ -57,3 +57,32 @@ def test_the_script_writes_its_report_and_refuses_a_missing_run(tmp_path, capsys
     assert "target <= 1.05: pass" in capsys.readouterr().out
     assert run(cpu_targets.main, ["--fps-json", str(tmp_path / "missing.json")]) == 2
     assert "no such fps.json" in capsys.readouterr().err
+
+
+def test_every_resize_kernel_competes_and_the_report_names_the_best_ones(tmp_path, capsys):
+    from yolov3_trt.cli.common import run
+
+    fast = {**_row("openvino", "int8-tensorrt", 84.0, 83.5, pre=0.3), "resize_kernel": "opencv"}
+    fast_cpu = {**_row("onnxruntime", "int8-cpu", 93.0, 92.5, pre=0.3), "resize_kernel": "opencv"}
+    slow_fp32 = {**_row("onnxruntime", "fp32", 290.0, 289.5, pre=0.3), "resize_kernel": "opencv"}
+    rows = [*ROWS, fast, fast_cpu, slow_fp32]
+    s = cpu_targets.speed_targets(cpu_targets._measured(rows, 416))
+    assert (s["best"]["backend"], s["best"]["precision"], s["best"]["resize_kernel"]) == (
+        "openvino", "int8-tensorrt", "opencv")
+    assert s["best_accurate"]["resize_kernel"] == "opencv" and s["best_accurate"]["p50_ms"] == 93.0
+    assert s["best_over_fastest_int8"] == pytest.approx(84 / 83)
+    # the FP32 baseline is Darknet's resize, never the opencv row
+    assert s["speedup_over_fp32_onnxruntime"] == pytest.approx(300 / 84)
+    assert s["best_darknet_resize"]["resize_kernel"] == "darknet" and s["best_darknet_resize"]["p50_ms"] == 86.0
+    assert s["best_darknet_resize_over_fastest_int8"] == pytest.approx(86 / 83)
+    # a run without --resize-kernels: Darknet's rows, as before
+    plain = cpu_targets.speed_targets(cpu_targets._measured(ROWS, 416))
+    assert plain["best"]["resize_kernel"] == "darknet" and plain["best_darknet_resize"] == plain["best"]
+
+    fps = tmp_path / "fps.json"
+    fps.write_text(json.dumps({"rows": rows, "machine": {"cpu": "x", "flags": []}, "threads": 2}))
+    assert run(cpu_targets.main, ["--fps-json", str(fps), "--compare-json", str(tmp_path / "none.json")]) == 0
+    out = capsys.readouterr().out
+    assert "best CPU Detector: openvino int8-tensorrt (opencv resize) 84.0 ms" in out
+    assert "best with Darknet's exact resize: openvino int8-tensorrt 86.0 ms" in out
+    assert json.loads((tmp_path / "cpu_targets.json").read_text())["speed"]["best"]["resize_kernel"] == "opencv"
