@@ -36,16 +36,16 @@ def build_parser():
 
     p = ArgumentParser(prog="benchmarks/int8_budget.py", description=__doc__.split("\n")[0])
     p.add_argument("--run", default="runs/train_synthetic", metavar="DIR",
-                   help="benchmarks/train_synthetic.py's --output (its run/best.pt and data/); default: %(default)s")
+                   help="benchmarks/train_synthetic.py's --output (its run/best.pt and data/)")
     p.add_argument("--darknet", default=str(DARKNET), metavar="DIR",
-                   help="Darknet's files (weights/yolov3-tiny.weights, images/); default: %(default)s")
+                   help="Darknet's files (weights/yolov3-tiny.weights, images/)")
     add_flag(p, "--max-ap-drop", default=0.1, default_text="0.1")
     p.add_argument("--holdout-images", type=int, default=200, metavar="N",
-                   help="images of the generated held-out set (seed 1); default: %(default)s")
+                   help="images of the generated held-out set (seed 1)")
     add_flag(p, "--calib-images", default=128)
     p.add_argument("--only", choices=("shapes", "darknet"), help="one of the two runs (default: both)")
     p.add_argument("--work", default="runs/int8_budget", metavar="DIR",
-                   help="folder for the ONNX files and the held-out set; default: %(default)s")
+                   help="folder for the ONNX files and the held-out set")
     add_flag(p, "--output", default="docs/benchmarks/int8_budget", metavar="DIR", help="folder for the results")
     return p
 
