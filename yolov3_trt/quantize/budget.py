@@ -188,12 +188,13 @@ def _ort_ms(path: Path, x: np.ndarray, runs: int) -> float:
 
 
 def _openvino_ms(path: Path, x: np.ndarray, runs: int) -> float:
-    """Median OpenVINO CPU milliseconds (f32, compiled as the openvino backend compiles) of one ``x`` run."""
+    """Median OpenVINO CPU milliseconds (f32, read and compiled as the openvino backend does) of one ``x`` run."""
     import openvino as ov
 
-    from ..runtime.backends.openvino_backend import compile_config
+    from ..runtime.backends.openvino_backend import compile_config, model_as_run
 
-    compiled = ov.Core().compile_model(str(path), "CPU", compile_config("f32", None))
+    core = ov.Core()
+    compiled = core.compile_model(model_as_run(core, path), "CPU", compile_config("f32", None))
     request = compiled.create_infer_request()
     blob = np.ascontiguousarray(x, dtype=np.float32)
     return _median_ms(lambda: request.infer({0: blob}), runs)

@@ -109,6 +109,32 @@ def uint8_activations(path: str | os.PathLike) -> tuple[bytes, int]:
     return model.SerializeToString(), changed
 
 
+def model_as_run(core, path: str | os.PathLike, model=None):
+    """The OpenVINO model of the ONNX file ``path`` as this backend runs it (``model``: the file
+    already read by ``core``): the INT8 file placed for TensorRT with its activation Q/DQ read as
+    uint8 (module docstring), every other file as it is. Also what ``benchmarks/fps.py``'s
+    network-only row and the INT8 budget's speed cost compile."""
+    if model is None:
+        model = core.read_model(os.fspath(path))
+    metadata = read_metadata(model, path)
+    if (metadata.extra.get("precision"), metadata.extra.get("quantize_target")) != ("int8", "tensorrt"):
+        return model
+    try:
+        serialized, changed = uint8_activations(path)
+        rewritten = core.read_model(serialized) if changed else model
+    except ImportError:
+        logger.warning("%s: OpenVINO runs this INT8 file placed for TensorRT less accurately than its Q/DQ "
+                       "define (its signed int8 Q/DQ around Concat; measured 3.7-3.9 AP50 below FP32): "
+                       "pip install onnx to let the backend correct it, or use the --target cpu file", path)
+        return model
+    except Exception as err:  # an odd file OpenVINO itself read: run it as it is, and say so
+        logger.warning("%s: cannot read its int8 Q/DQ as uint8 (%s): OpenVINO runs it less accurately than "
+                       "its Q/DQ define", path, (str(err).strip().splitlines() or [type(err).__name__])[0][:200])
+        return model
+    logger.debug("%s: %d activation Q/DQ pairs read as uint8 (zero point + 128) for OpenVINO", path, changed)
+    return rewritten
+
+
 def read_metadata(model, path: str | os.PathLike) -> ModelMetadata:
     """The ``yolov3_trt.*`` metadata OpenVINO's ONNX frontend keeps in the model's rt_info."""
     info = model.get_rt_info()
@@ -145,8 +171,7 @@ class OpenVinoBackend(Backend):
                                       "export --flavour raw or end2end for OpenVINO") from None
             raise FileError(path, f"OpenVINO cannot read it ({problem[:200]})") from None
         metadata = read_metadata(model, path)
-        if (metadata.extra.get("precision"), metadata.extra.get("quantize_target")) == ("int8", "tensorrt"):
-            model = self._read_uint8(core, path, model)
+        model = model_as_run(core, path, model)
         if len(model.inputs) != 1:
             raise FileError(path, f"expected one input, the model has {len(model.inputs)}")
         batch = model.inputs[0].get_partial_shape()[0]
@@ -164,25 +189,6 @@ class OpenVinoBackend(Backend):
         self._request = self._compiled.create_infer_request()
         self.output_names = [o.get_any_name() for o in self._compiled.outputs]
         self.version = ov.__version__
-
-    @staticmethod
-    def _read_uint8(core, path, model):
-        """The TensorRT-placed INT8 file read with uint8 activation Q/DQ (module docstring); ``model``
-        as read when that cannot be done, with a warning."""
-        try:
-            serialized, changed = uint8_activations(path)
-            rewritten = core.read_model(serialized) if changed else model
-        except ImportError:
-            logger.warning("%s: OpenVINO runs this INT8 file placed for TensorRT less accurately than its Q/DQ "
-                           "define (its signed int8 Q/DQ around Concat; measured 3.7-3.9 AP50 below FP32): "
-                           "pip install onnx to let the backend correct it, or use the --target cpu file", path)
-            return model
-        except Exception as err:  # an odd file OpenVINO itself read: run it as it is, and say so
-            logger.warning("%s: cannot read its int8 Q/DQ as uint8 (%s): OpenVINO runs it less accurately than "
-                           "its Q/DQ define", path, (str(err).strip().splitlines() or [type(err).__name__])[0][:200])
-            return model
-        logger.debug("%s: %d activation Q/DQ pairs read as uint8 (zero point + 128) for OpenVINO", path, changed)
-        return rewritten
 
     @property
     def description(self) -> str:
