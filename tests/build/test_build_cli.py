@@ -154,6 +154,7 @@ def test_int8_within_an_ap_budget_on_the_plugin_graph(tmp_path, capsys):
     assert budget["budget"] == 50.0 and budget["mode"] == "agreement with FP32" and budget["drop"] <= 50
     assert report["measured_as"].startswith("raw heads") and report["target"] == "tensorrt"
     assert report["chosen"]["k"] == budget["k"] == 0
+    assert report["speed"]["tensorrt"].startswith("not measured: ")  # no TensorRT or GPU here (module skip)
     assert run(main, argv) == 2  # again: the ONNX and its report exist, refused before any work
     assert f"{out}: exists (an earlier build's ONNX?)" in _one_line(capsys)
 

@@ -289,3 +289,31 @@ def test_two_gpus_in_one_thread(tiny, tmp_path, timing_cache):
     finally:
         a.close()
         b.close()
+
+
+# ---- an INT8 engine built within an AP50 budget ---------------------------------------------------
+
+def test_budgeted_int8_engine_carries_its_budget(tiny, tmp_path, timing_cache):
+    """quantize_int8_budget on the end2end graph (measured on its raw heads, agreement with FP32 on
+    unlabelled scenes), then the engine: its sidecar carries the ONNX's ap_budget, and it runs."""
+    import importlib.util
+
+    import cv2
+
+    if importlib.util.find_spec("modelopt") is None:
+        pytest.skip("INT8 for TensorRT needs nvidia-modelopt (the [quantize] extra)")
+    from yolov3_trt.quantize import quantize_int8_budget
+
+    images = tmp_path / "scenes"
+    images.mkdir()
+    scenes = scene_images(8)
+    for i, image in enumerate(scenes):
+        cv2.imwrite(str(images / f"{i:03d}.png"), image)
+    onnx_path = tmp_path / "end2end-int8.onnx"
+    report = quantize_int8_budget(tiny / "end2end.onnx", onnx_path, images, images, max_ap_drop=100.0, num_images=8)
+    engine = _build(onnx_path, tmp_path / "budget.engine", timing_cache, batch=(1, 1, 1))
+    budget = read_sidecar(engine).model_metadata(engine).ap_budget
+    assert budget is not None and budget["k"] == report["chosen"]["k"] and budget["budget"] == 100.0
+    assert report["speed"]["tensorrt"]["k0_ms"] > 0 and report["speed"]["tensorrt"]["gpu"].startswith("TensorRT")
+    with Detector(engine) as detector:
+        detector.detect(scenes[0])

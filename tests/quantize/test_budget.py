@@ -91,6 +91,7 @@ def test_a_loose_budget_keeps_every_layer_int8(setup, loose):
     for runtime in ("onnxruntime",) + (("openvino",) if importlib.util.find_spec("openvino") else ()):
         assert loose["speed"][runtime]["k0_ms"] == loose["speed"][runtime]["chosen_ms"] > 0
     assert loose["holdout"] is None and loose["result"] == "fits"
+    assert loose["speed"]["tensorrt"] == "not measured: the cpu placement is made for the CPU runtimes"
     budget = json.loads(_props(root / "loose.onnx")["yolov3_trt.ap_budget"])
     assert budget["excluded"] == [] and budget["budget"] == 50.0
 

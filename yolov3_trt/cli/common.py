@@ -26,7 +26,7 @@ EXIT_FAILURE = 1  # the environment or a library failed (EnvironmentFailure): on
 # listed too: missing, they mean a broken install rather than a missing extra.
 OPTIONAL_MODULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "torch": ("torch>=2.1", ("train",)),
-    "onnx": ("onnx>=1.15", ("train", "quantize", "trt")),
+    "onnx": ("onnx>=1.15", ("train", "quantize", "trt", "openvino")),
     "onnxslim": ("onnxslim>=0.1.30", ("train", "quantize")),
     "pycocotools": ("pycocotools>=2.0.7", ("train",)),
     "modelopt": ("nvidia-modelopt>=0.47,<0.48", ("quantize",)),

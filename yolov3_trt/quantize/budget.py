@@ -31,7 +31,7 @@ Every step is deterministic for a seed (the same calibration images, the same ra
 chosen file is written to ``dst`` with ``yolov3_trt.ap_budget`` in its metadata (JSON: budget,
 measured drops, AP50s, excluded nodes, their Darknet layers); beside it ``<dst stem>.budget.json``
 (every step, the ranking, the held-out result, the speed cost: batch-1 CPU inference ms of the
-k = 0 file and of the chosen one on ONNX Runtime and OpenVINO, medians of a few runs) and
+k = 0 file and of the chosen one on ONNX Runtime and OpenVINO, medians of 30 runs, the two files in alternation) and
 ``<dst stem>.budget.png`` (AP50 against the layers kept in higher precision, with the budget
 line). All three are written atomically.
 """
@@ -52,9 +52,9 @@ import numpy as np
 from ..calibration import DEFAULT_NUM_IMAGES, load_calibration_images, sample_images
 from ..errors import AccuracyBudgetError, QuantizeError
 from ..evaluate.runner import EVAL_CONF, EVAL_MAX_DET
-from ..export.tail import TAILS
 from ..fileio import atomic_path, atomic_write_text
 from ..metadata import PREFIX
+from ..vocab import Flavour
 from .int8 import check_request, quantize_int8
 from .model_io import QUANTIZE_KEYS, finish, load_source, prepare, raw_copy, restore_tail
 
@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 # The Detector's thresholds for AP: evaluate's own (evaluate/runner.py), so an AP here is the AP
 # python -m yolov3_trt.evaluate reports.
 DEFAULT_CONF, DEFAULT_MAX_DET = EVAL_CONF, EVAL_MAX_DET
-TIMING_RUNS = 7
+TIMING_RUNS = 30
 SCHEDULE = "doubling (k = 1, 2, 4, ..., the limit), then bisection between the last miss and the first fit"
 _TOLERANCE = 1e-9  # AP differences are sums of floats: a drop equal to the budget fits
 
@@ -176,19 +176,23 @@ def agreement_samples(path: Path, samples: Sequence, conf: float = AGREEMENT_CON
     return labelled
 
 
-def _ort_ms(path: Path, x: np.ndarray, runs: int) -> float:
-    """Median ONNX Runtime CPU milliseconds of one ``x`` run of ``path`` (two untimed runs first)."""
+# Each speed measurement: a runner for one file, ``(call, close)``; the two files of a runtime are
+# timed in alternation (interleaved), so both see the same machine state.
+
+
+def _ort_runner(path: Path, x: np.ndarray):
+    """ONNX Runtime's CPU provider on ``path``, one ``x`` run per call."""
     import onnxruntime as ort
 
     from ..runtime.backends.ort_backend import session_options
 
     session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
-    return _median_ms(lambda: session.run(None, feed), runs)
+    return (lambda: session.run(None, feed)), (lambda: None)
 
 
-def _openvino_ms(path: Path, x: np.ndarray, runs: int) -> float:
-    """Median OpenVINO CPU milliseconds (f32, read and compiled as the openvino backend does) of one ``x`` run."""
+def _openvino_runner(path: Path, x: np.ndarray):
+    """OpenVINO's CPU plugin on ``path`` (f32, read and compiled as the openvino backend does)."""
     import openvino as ov
 
     from ..runtime.backends.openvino_backend import compile_config, model_as_run
@@ -197,40 +201,72 @@ def _openvino_ms(path: Path, x: np.ndarray, runs: int) -> float:
     compiled = core.compile_model(model_as_run(core, path), "CPU", compile_config("f32", None))
     request = compiled.create_infer_request()
     blob = np.ascontiguousarray(x, dtype=np.float32)
-    return _median_ms(lambda: request.infer({0: blob}), runs)
+    return (lambda: request.infer({0: blob})), (lambda: None)
 
 
-def _median_ms(call, runs: int) -> float:
-    for _ in range(2):
-        call()
-    times = []
+def _tensorrt_runner(path: Path, x: np.ndarray):
+    """An engine built from ``path`` (batch 1, strongly typed, beside it) on the first GPU. Only
+    where TensorRT and a GPU are (the caller checks); the project's machines have neither, so this
+    has run only in ``tests/gpu/``."""
+    from ..build.pipeline import build_engine
+    from ..build.steps import BuildOptions
+    from ..runtime.backends.trt_backend import TensorRTBackend
+
+    engine = path.with_suffix(".engine")
+    build_engine(path, engine, BuildOptions(batch=(1, 1, 1), progress=False))
+    backend = TensorRTBackend(engine)
+    blob = np.ascontiguousarray(x, dtype=np.float32)
+    return (lambda: backend.infer(blob)), backend.close
+
+
+def interleaved_ms(calls: Sequence, runs: int, warmup: int = 2) -> list[float]:
+    """Median milliseconds of each of ``calls``, timed in alternation: ``warmup`` untimed rounds,
+    then ``runs`` rounds of one call each."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(runs):
-        began = time.perf_counter()
-        call()
-        times.append(1000.0 * (time.perf_counter() - began))
-    return statistics.median(times)
+        for call, out in zip(calls, times):
+            began = time.perf_counter()
+            call()
+            out.append(1000.0 * (time.perf_counter() - began))
+    return [statistics.median(t) for t in times]
 
 
-TENSORRT_SPEED = ("not measured by the budget search (no engine is built per step); an engine's speed: "
-                  "python benchmarks/fps.py on the device")
-
-
-def speed_cost(k0: Path, chosen: Path, x: np.ndarray, runs: int) -> dict[str, Any]:
-    """What keeping layers in higher precision costs: batch-1 CPU milliseconds of the all-INT8 file
-    ``k0`` and of ``chosen`` on ONNX Runtime and, where installed, OpenVINO (f32 hint)."""
+def speed_cost(k0: Path, chosen: Path, x: np.ndarray, runs: int, target: str = "tensorrt") -> dict[str, Any]:
+    """What keeping layers in higher precision costs: batch-1 milliseconds of the all-INT8 file
+    ``k0`` and of ``chosen``, timed in alternation, on ONNX Runtime and, where installed, OpenVINO
+    (f32 hint), on the CPU; and for the ``tensorrt`` placement, where TensorRT and a GPU are here,
+    of an engine built from each (else the reason it was not measured)."""
     import importlib.util
 
-    speed: dict[str, Any] = {"batch": 1, "runs": runs}
-    timers = {"onnxruntime": _ort_ms}
+    from ..tensorrt.device import availability
+
+    speed: dict[str, Any] = {"batch": 1, "runs": runs, "timing": "the two files in alternation, medians"}
+    runners = {"onnxruntime": _ort_runner}
     if importlib.util.find_spec("openvino") is not None:
-        timers["openvino"] = _openvino_ms
+        runners["openvino"] = _openvino_runner
     else:
         speed["openvino"] = None
-    for runtime, timer in timers.items():
-        k0_ms = timer(k0, x, runs)
-        chosen_ms = k0_ms if chosen == k0 else timer(chosen, x, runs)
+    usable, why = availability()
+    if target != "tensorrt":
+        speed["tensorrt"] = "not measured: the cpu placement is made for the CPU runtimes"
+    elif usable:
+        runners["tensorrt"] = _tensorrt_runner
+    else:
+        speed["tensorrt"] = f"not measured: {why}"
+    for runtime, runner in runners.items():
+        made = [runner(k0, x)] + ([] if chosen == k0 else [runner(chosen, x)])
+        try:
+            measured = interleaved_ms([call for call, _ in made], runs)
+        finally:
+            for _, close in made:
+                close()
+        k0_ms, chosen_ms = measured[0], measured[-1]
         speed[runtime] = {"k0_ms": k0_ms, "chosen_ms": chosen_ms, "slowdown": chosen_ms / k0_ms if k0_ms else None}
-    speed["tensorrt"] = TENSORRT_SPEED
+    if usable and target == "tensorrt":
+        speed["tensorrt"]["gpu"] = why
     return speed
 
 
@@ -376,7 +412,7 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
     json_path, png_path = report_paths(dst)
     budget = float(max_ap_drop)
     num_classes = len(source.metadata.names)
-    tailed = source.metadata.flavour in TAILS
+    tailed = source.metadata.flavour in (Flavour.END2END.value, Flavour.PLUGIN.value)
 
     with tempfile.TemporaryDirectory(prefix="yolov3_trt-budget-") as folder:
         measured = raw_copy(source, Path(folder) / "raw.onnx") if tailed else source.path
@@ -475,7 +511,7 @@ def quantize_int8_budget(src: str | os.PathLike, dst: str | os.PathLike,
         if tailed:  # the measured file itself, with the source's tail and metadata put back
             final = _with_tail(final, source, Path(folder) / "final.onnx")
         x = load_calibration_images(images[:1], source.size, source.metadata.resize, progress=False)
-        report["speed"] = speed_cost(files[0], files[chosen["k"]], x, timing_runs)
+        report["speed"] = speed_cost(files[0], files[chosen["k"]], x, timing_runs, target)
         ap_budget = {"budget": budget, "drop": chosen["drop"], "ap50": chosen["ap50"], "fp32_ap50": fp32_ap50,
                      "k": chosen["k"], "excluded": chosen["excluded"], "layers": chosen["layers"],
                      "val": str(val), "mode": mode,
