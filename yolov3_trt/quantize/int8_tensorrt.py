@@ -77,12 +77,21 @@ def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name
         code = ("import sys; from yolov3_trt.quantize.int8_tensorrt import _quantize_in_this_process as q; "
                 "q(*sys.argv[1:])")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")])
+        # The folder holding this yolov3_trt (a source tree need not be installed), and nothing else of
+        # the caller's sys.path: a test runner's or an application's folders may shadow modules
+        # ModelOpt imports.
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        # Its own session: a native crash handler in the child that re-sends the signal to its
+        # process group must not take the caller down with it.
         done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method,
                                json.dumps(list(nodes_to_exclude or []))],
-                              capture_output=True, text=True, env=env, cwd=os.getcwd())
+                              capture_output=True, text=True, env=env, cwd=os.getcwd(), start_new_session=True)
     for line in (done.stdout + done.stderr).splitlines():
         logger.debug("modelopt: %s", line)
+    if done.returncode < 0:  # killed by a signal: a crash, not an error it reported
+        raise QuantizeError(src, f"ModelOpt INT8 quantization crashed (signal {-done.returncode}); its log is "
+                                 "at debug level (--verbose)")
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise QuantizeError(src, "ModelOpt INT8 quantization failed: "
