@@ -22,6 +22,7 @@ kernel), which is how its accuracy is measured before any GPU sees it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,6 +52,32 @@ def _quantize_in_this_process(src: str, tmp: str, input_name: str, images_npy: s
              calibration_method=METHODS[method], calibration_eps=["cpu"], high_precision_dtype="fp16",
              use_zero_point=False, output_path=tmp, log_level="WARNING",
              nodes_to_exclude=exclude_patterns(excluded) if excluded else None)
+
+
+@contextlib.contextmanager
+def _child_signal_blocked():
+    """SIGCHLD blocked in this (main) thread while the child runs, its pending one consumed after.
+
+    PyTorch's DataLoader installs a SIGCHLD handler with SA_ONSTACK for the whole process, and a
+    library loaded later can leave the main thread's alternate signal stack unusable: the kernel
+    then cannot deliver the child's SIGCHLD to the main thread, waiting in ``poll``, and kills
+    the process with SIGSEGV (measured: the test suite died so after a DataLoader test). The
+    child is reaped by ``subprocess`` itself, so its SIGCHLD carries nothing to act on.
+    """
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        yield
+    finally:
+        if signal.SIGCHLD not in previous:
+            while signal.sigtimedwait({signal.SIGCHLD}, 0) is not None:
+                pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name: str, images: np.ndarray,
@@ -84,9 +111,10 @@ def quantize_tensorrt(src: str | os.PathLike, tmp: str | os.PathLike, input_name
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
         # Its own session: a native crash handler in the child that re-sends the signal to its
         # process group must not take the caller down with it.
-        done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method,
-                               json.dumps(list(nodes_to_exclude or []))],
-                              capture_output=True, text=True, env=env, cwd=os.getcwd(), start_new_session=True)
+        with _child_signal_blocked():
+            done = subprocess.run([sys.executable, "-c", code, str(src), str(tmp), input_name, images_npy, method,
+                                   json.dumps(list(nodes_to_exclude or []))],
+                                  capture_output=True, text=True, env=env, cwd=os.getcwd(), start_new_session=True)
     for line in (done.stdout + done.stderr).splitlines():
         logger.debug("modelopt: %s", line)
     if done.returncode < 0:  # killed by a signal: a crash, not an error it reported
