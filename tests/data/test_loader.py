@@ -104,6 +104,19 @@ def batches(loader: torch.utils.data.DataLoader) -> list[tuple[torch.Tensor, tor
     return list(loader)
 
 
+@pytest.fixture
+def default_sigchld():
+    """PyTorch installs a process-wide SIGCHLD handler (SA_ONSTACK) for DataLoader workers and never
+    removes it; with a main-thread alternate signal stack that a later library leaves unusable, a
+    child's exit then killed this test process with SIGSEGV in an unrelated test waiting on a
+    subprocess. The default disposition is put back after the worker test."""
+    import signal
+
+    yield
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+@pytest.mark.usefixtures("default_sigchld")
 def test_worker_count_does_not_change_batches(dataset: DetectionDataset) -> None:
     data = TrainingData(dataset, SIZE, Augment(), seed=9)
     serial = batches(make_loader(data, 3, shuffle=True, seed=9, epoch=4, workers=0))
