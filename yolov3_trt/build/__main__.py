@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..cli.args import BudgetArgs, ModelArgs, PostprocessArgs, PrecisionArgs, RuntimeArgs, cuda_index
+from ..cli.args import BudgetArgs, BudgetOptions, ModelArgs, PostprocessArgs, PrecisionArgs, RuntimeArgs, cuda_index
 from ..cli.common import UsageError, make_parser, run
 from ..cli.flags import add_flag
 from ..cli.types import parse_batch  # noqa: F401 (the build tool's --batch, imported from here by tests)
@@ -73,10 +73,10 @@ def _check_args(args: argparse.Namespace):
             raise UsageError("--flavour chooses the graph exported from --cfg/--checkpoint; --model already is one")
     elif not (model.weights or model.checkpoint):
         raise UsageError("nothing to build: give --model FILE.onnx, or --cfg with --weights, or --checkpoint")
-    BUDGET.parse(args)
+    budget = BUDGET.parse(args)
     precision = GROUPS[2].parse(args)
     cuda_index(args.device, "build")
-    return model, precision, GROUPS[3].parse(args)
+    return model, precision, GROUPS[3].parse(args), budget
 
 
 def _choose_flavour(requested: str, trt_version: str | None) -> str:
@@ -115,11 +115,11 @@ def _precision(args: argparse.Namespace) -> str:
     return "fp16" if args.fp16 else "int8"
 
 
-def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path, *, announce: bool = True) -> Path:
+def _quantize(args: argparse.Namespace, onnx_path: Path, folder: Path, budget: BudgetOptions | None, *,
+              announce: bool = True) -> Path:
     from ..quantize import quantize_fp16, quantize_int8
 
     out = folder / f"{onnx_path.stem}-{_precision(args)}.onnx"
-    budget = BUDGET.parse(args)
     if args.fp16:
         quantize_fp16(onnx_path, out)
     elif budget is not None:  # the INT8 file within the AP50 budget, measured on its raw heads
@@ -162,12 +162,12 @@ def _planned_onnx(args: argparse.Namespace, out_folder: Path, flavour: str | Non
     return written, written[-1]
 
 
-def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | None) -> None:
+def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | None,
+                   budget: BudgetOptions | None) -> None:
     """Every file the build writes, checked before any export, calibration or build (OutputError):
     the ONNX made on the way, the engine and its sidecar; none may be an input."""
     from yolov3_trt.tensorrt.sidecar import sidecar_path
 
-    budget = BUDGET.parse(args)
     inputs = model_inputs(args) + existing_inputs(args.calib, *BudgetArgs.inputs(budget))
     written, compiled = _planned_onnx(args, out_folder, flavour)
     for path in written:
@@ -186,14 +186,14 @@ def _check_outputs(args: argparse.Namespace, out_folder: Path, flavour: str | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _check_args(args)  # before any work; the steps below read the checked namespace
+    budget = _check_args(args)[3]  # before any work; the steps below read the checked namespace
     trt, _ = tensorrt_module()
     trt_version = None if trt is None else str(trt.__version__)
     out_folder = Path(args.output).parent if args.output else (Path(args.model).parent if args.model else Path("."))
     if args.model and not Path(args.model).is_file():
         raise UsageError(f"{args.model}: no such ONNX file")
     flavour = None if args.model else _choose_flavour(args.flavour, trt_version)
-    _check_outputs(args, out_folder, flavour)
+    _check_outputs(args, out_folder, flavour, budget)
     from .pipeline import build_engine, read_onnx, require_tensorrt
 
     precision = args.fp16 or args.int8
@@ -206,11 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"{onnx_path} has input {width}x{height}; --size cannot change it: re-export at the "
                              "size you want")
         if precision:  # an end2end/plugin graph: quantize cuts its tail off and puts it back
-            onnx_path = _quantize(args, onnx_path, out_folder)
+            onnx_path = _quantize(args, onnx_path, out_folder, budget)
     elif precision:  # the FP32 export is only a step: the one file written is the quantized one
         with tempfile.TemporaryDirectory(prefix="yolov3_trt-build-") as tmp:
             exported = _export(args, Path(tmp), flavour, announce=False)
-            onnx_path = _quantize(args, exported, out_folder)
+            onnx_path = _quantize(args, exported, out_folder, budget)
     else:
         onnx_path = _export(args, out_folder, flavour)
     _, device = require_tensorrt(onnx_path, _build_flags(args), cuda_index(args.device, "build"))
